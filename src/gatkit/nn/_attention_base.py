@@ -1,0 +1,209 @@
+"""What GATConv and GATv2Conv share: argument checks, self-loops, aggregation, output.
+
+The two operators differ only in how they score an edge; everything around the score lives
+here so that each operator's file shows its own equation and nothing else.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from gatkit import ops
+from gatkit.errors import GraphInputError
+from gatkit.validation import check_edge_attr, check_edge_index, check_features
+
+NodeFeatures = Tensor | tuple[Tensor, Tensor]
+
+
+def glorot_(tensor: Tensor) -> None:
+    """Glorot-uniform initialisation over the last two dimensions (as in the GAT code)."""
+    fan_in, fan_out = tensor.size(-2), tensor.size(-1)
+    bound = math.sqrt(6.0 / (fan_in + fan_out))
+    with torch.no_grad():
+        tensor.uniform_(-bound, bound)
+
+
+def check_layer_arguments(
+    in_channels: int | tuple[int, int],
+    out_channels: int,
+    heads: int,
+    negative_slope: float,
+    dropout: float,
+    edge_dim: int | None,
+    fill_value: float | Tensor | str,
+) -> None:
+    """Refuse an impossible layer configuration with a message naming the argument."""
+    pair = in_channels if isinstance(in_channels, tuple) else (in_channels,)
+    if not all(isinstance(c, int) and c > 0 for c in pair) or len(pair) not in (1, 2):
+        raise ValueError(
+            f"in_channels must be a positive int or a (source, target) pair of positive ints, "
+            f"got {in_channels!r}"
+        )
+    for name, value in (("out_channels", out_channels), ("heads", heads)):
+        if not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
+    if negative_slope < 0:
+        raise ValueError(f"negative_slope must be >= 0, got {negative_slope!r}")
+    if edge_dim is not None and (not isinstance(edge_dim, int) or edge_dim <= 0):
+        raise ValueError(f"edge_dim must be None or a positive int, got {edge_dim!r}")
+    if isinstance(fill_value, str) and fill_value not in ops.FILL_REDUCTIONS:
+        raise ValueError(
+            f"fill_value must be a number, a tensor or one of {ops.FILL_REDUCTIONS}, "
+            f"got {fill_value!r}"
+        )
+
+
+class GraphAttentionBase(nn.Module):
+    """Common state and steps of a multi-head graph attention layer (not used directly)."""
+
+    def __init__(
+        self,
+        in_channels: int | tuple[int, int],
+        out_channels: int,
+        heads: int,
+        concat: bool,
+        negative_slope: float,
+        dropout: float,
+        add_self_loops: bool,
+        edge_dim: int | None,
+        fill_value: float | Tensor | str,
+        bias: bool,
+        residual: bool,
+    ) -> None:
+        super().__init__()
+        check_layer_arguments(
+            in_channels, out_channels, heads, negative_slope, dropout, edge_dim, fill_value
+        )
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.heads = heads
+        self.concat = concat
+        self.negative_slope = negative_slope
+        self.dropout = dropout
+        self.add_self_loops = add_self_loops
+        self.edge_dim = edge_dim
+        self.fill_value = fill_value
+        self.residual = residual
+        self.out_width = out_channels * (heads if concat else 1)
+        self.residual_projection = (
+            nn.Linear(self.target_in_channels, self.out_width, bias=False) if residual else None
+        )
+        self.bias = nn.Parameter(torch.empty(self.out_width)) if bias else None
+        # Set by gatkit.nn.record_attention: keep (edge_index, alpha) of the last forward.
+        self.record_attention = False
+        self.last_attention: tuple[Tensor, Tensor] | None = None
+
+    @property
+    def source_in_channels(self) -> int:
+        """Width of the source (``x_j``) node features."""
+        c = self.in_channels
+        return c[0] if isinstance(c, tuple) else c
+
+    @property
+    def target_in_channels(self) -> int:
+        """Width of the target (``x_i``) node features."""
+        c = self.in_channels
+        return c[1] if isinstance(c, tuple) else c
+
+    def reset_output_parameters(self) -> None:
+        """Glorot for the residual projection, zeros for the bias (as PyG and the GAT code)."""
+        if self.residual_projection is not None:
+            glorot_(self.residual_projection.weight)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    # -- steps of forward ------------------------------------------------------------------
+
+    def split_inputs(self, x: NodeFeatures) -> tuple[Tensor, Tensor, bool]:
+        """Return ``(x_src, x_dst, bipartite)`` after checking their shapes and values."""
+        if isinstance(x, (tuple, list)):
+            if len(x) != 2 or x[1] is None:
+                raise GraphInputError(
+                    "x must be a tensor or a (x_src, x_dst) pair of tensors, "
+                    f"got a {type(x).__name__} of {len(x)} items"
+                    + (" with x_dst=None" if len(x) == 2 else "")
+                )
+            x_src = check_features(x[0], "x[0] (source features)", self.source_in_channels)
+            x_dst = check_features(x[1], "x[1] (target features)", self.target_in_channels)
+            if x_src.dtype != x_dst.dtype:
+                raise GraphInputError(
+                    f"x[0] and x[1] must share a dtype, got {x_src.dtype} and {x_dst.dtype}"
+                )
+            return x_src, x_dst, True
+        if isinstance(self.in_channels, tuple) and self.in_channels[0] != self.in_channels[1]:
+            raise GraphInputError(
+                f"the layer was built for bipartite input (in_channels={self.in_channels}); "
+                "pass x as a (x_src, x_dst) pair"
+            )
+        x = check_features(x, "x", self.source_in_channels)
+        return x, x, False
+
+    def prepare_edges(
+        self,
+        edge_index: Tensor,
+        edge_attr: Tensor | None,
+        num_src: int,
+        num_dst: int,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Check the edge list (and features), then replace self-loops if configured.
+
+        With ``add_self_loops`` the existing loops are removed and one loop ``i -> i`` is
+        added for every ``i < min(num_src, num_dst)``, with features from ``fill_value``.
+        """
+        edge_index = check_edge_index(edge_index, num_src, num_dst)
+        if edge_attr is not None:
+            edge_attr = check_edge_attr(edge_attr, edge_index.size(1), self.edge_dim)
+        if self.add_self_loops:
+            edge_index, edge_attr = ops.remove_self_loops(edge_index, edge_attr)
+            edge_index, edge_attr = ops.add_self_loops(
+                edge_index,
+                num_loops=min(num_src, num_dst),
+                edge_attr=edge_attr,
+                num_dst=num_dst,
+                fill_value=self.fill_value,
+            )
+        return edge_index, edge_attr
+
+    def attend(self, scores: Tensor, dst: Tensor, num_dst: int) -> Tensor:
+        r"""``α_ij = softmax_j(e_ij)`` over each destination's in-edges, then attention dropout."""
+        alpha = ops.segment_softmax(scores, dst, num_dst)  # [E, H]
+        return nn.functional.dropout(alpha, p=self.dropout, training=self.training)
+
+    def remember_attention(self, edge_index: Tensor, alpha: Tensor) -> None:
+        """Keep a detached copy of this forward's attention when recording is switched on."""
+        if self.record_attention:
+            self.last_attention = (edge_index.detach(), alpha.detach())
+
+    def aggregate(self, alpha: Tensor, messages_src: Tensor, edge_index: Tensor, num_dst: int):
+        r""":math:`\sum_{j \in \mathcal{N}(i)} \alpha_{ij} m_j` per head, ``[N_dst, H, C]``."""
+        src, dst = edge_index
+        messages = ops.gather(messages_src, src) * alpha.unsqueeze(-1)  # [E, H, C]
+        return ops.segment_sum(messages, dst, num_dst)  # [N_dst, H, C]
+
+    def combine_heads(self, out: Tensor, x_dst: Tensor) -> Tensor:
+        """Concatenate or average the heads, then add the residual and the bias."""
+        out = out.reshape(out.size(0), -1) if self.concat else out.mean(dim=1)
+        if self.residual_projection is not None:
+            out = out + self.residual_projection(x_dst)
+        if self.bias is not None:
+            out = out + self.bias
+        return out
+
+    def __repr__(self) -> str:
+        extra = []
+        if not self.concat:
+            extra.append("concat=False")
+        if self.edge_dim is not None:
+            extra.append(f"edge_dim={self.edge_dim}")
+        if self.residual:
+            extra.append("residual=True")
+        tail = "".join(f", {e}" for e in extra)
+        return (
+            f"{type(self).__name__}({self.in_channels}, {self.out_channels}, "
+            f"heads={self.heads}{tail})"
+        )
