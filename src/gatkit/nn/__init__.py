@@ -3,5 +3,19 @@
 from gatkit.nn.attention_recorder import record_attention
 from gatkit.nn.gat_conv import GATConv
 from gatkit.nn.gatv2_conv import GATv2Conv
+from gatkit.nn.pooling import (
+    GlobalAttentionPool,
+    global_max_pool,
+    global_mean_pool,
+    global_sum_pool,
+)
 
-__all__ = ["GATConv", "GATv2Conv", "record_attention"]
+__all__ = [
+    "GATConv",
+    "GATv2Conv",
+    "GlobalAttentionPool",
+    "global_max_pool",
+    "global_mean_pool",
+    "global_sum_pool",
+    "record_attention",
+]

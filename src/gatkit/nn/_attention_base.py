@@ -187,7 +187,7 @@ class GraphAttentionBase(nn.Module):
 
     def combine_heads(self, out: Tensor, x_dst: Tensor) -> Tensor:
         """Concatenate or average the heads, then add the residual and the bias."""
-        out = out.reshape(out.size(0), -1) if self.concat else out.mean(dim=1)
+        out = out.reshape(out.size(0), self.out_width) if self.concat else out.mean(dim=1)
         if self.residual_projection is not None:
             out = out + self.residual_projection(x_dst)
         if self.bias is not None:

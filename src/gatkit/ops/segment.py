@@ -11,7 +11,6 @@ here ever builds an :math:`N \times N` tensor.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 __all__ = ["gather", "segment_max", "segment_sum", "segment_softmax"]

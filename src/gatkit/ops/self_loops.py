@@ -66,8 +66,7 @@ def self_loop_attr(
         )
     else:
         raise ValueError(
-            f"fill_value must be a number, a tensor or one of {FILL_REDUCTIONS}, "
-            f"got {fill_value!r}"
+            f"fill_value must be a number, a tensor or one of {FILL_REDUCTIONS}, got {fill_value!r}"
         )
     return per_node[:num_loops]
 
@@ -94,5 +93,6 @@ def add_self_loops(
         return new_index, None
     if num_dst is None:
         num_dst = num_loops
-    loop_attr = self_loop_attr(edge_index, edge_attr, num_loops, max(num_dst, num_loops), fill_value)
+    num_dst = max(num_dst, num_loops)
+    loop_attr = self_loop_attr(edge_index, edge_attr, num_loops, num_dst, fill_value)
     return new_index, torch.cat([edge_attr, loop_attr], dim=0)
