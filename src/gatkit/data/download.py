@@ -17,7 +17,8 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from gatkit.errors import DatasetError
@@ -44,18 +45,86 @@ def sha256_of(path: Path, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def verify_file(path: Path, expected_sha256: str) -> None:
-    """Raise :class:`DatasetError` naming ``path`` if its sha256 differs from the pinned one."""
-    actual = sha256_of(path)
-    if actual != expected_sha256:
+def git_blob_id_of(path: Path, chunk_size: int = 1 << 20) -> str:
+    """The file's git blob id (``git hash-object``): sha1 of ``b"blob <size>\\0"`` + bytes."""
+    digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode(), usedforsecurity=False)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Digest:
+    """One acceptable checksum of a file.
+
+    ``kind`` is ``"sha256"`` (hex sha256 of the bytes) or ``"git-blob"`` (the git blob id,
+    a sha1 over a ``blob <size>`` header and the bytes: useful when only the upstream
+    repository's blob id is known). ``note`` says where the value comes from.
+    """
+
+    kind: str
+    value: str
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in _DIGEST_FUNCTIONS:
+            raise ValueError(
+                f"Digest.kind must be one of {sorted(_DIGEST_FUNCTIONS)}, got {self.kind!r}"
+            )
+
+    def describe(self) -> str:
+        """``"<kind> <value> (<note>)"`` for error messages."""
+        note = f" ({self.note})" if self.note else ""
+        return f"{self.kind} {self.value}{note}"
+
+
+_DIGEST_FUNCTIONS = {"sha256": sha256_of, "git-blob": git_blob_id_of}
+
+#: A pinned checksum: a hex sha256 string, or several :class:`Digest` alternatives of which
+#: any one must match.
+Expected = str | Sequence[Digest]
+
+
+def _alternatives(expected: Expected) -> tuple[Digest, ...]:
+    if isinstance(expected, str):
+        return (Digest("sha256", expected),)
+    return tuple(expected)
+
+
+def check_digest(path: Path, expected: Expected) -> str | None:
+    """``None`` if ``path`` matches ``expected`` (any alternative), else the mismatch text.
+
+    The text reads ``"expected sha256 X, got Y"`` (alternatives joined by ``or``).
+    """
+    alternatives = _alternatives(expected)
+    actual: dict[str, str] = {}
+    for digest in alternatives:
+        if digest.kind not in actual:
+            actual[digest.kind] = _DIGEST_FUNCTIONS[digest.kind](path)
+        if actual[digest.kind] == digest.value:
+            return None
+    wanted = " or ".join(digest.describe() for digest in alternatives)
+    got = ", ".join(f"{kind} {value}" for kind, value in actual.items())
+    return f"expected {wanted}, got {got}"
+
+
+def verify_file(path: Path, expected_sha256: Expected) -> None:
+    """Raise :class:`DatasetError` naming ``path`` if its checksum differs from the pinned one.
+
+    ``expected_sha256`` is a hex sha256, or a sequence of :class:`Digest` alternatives.
+    """
+    mismatch = check_digest(path, expected_sha256)
+    if mismatch is not None:
         raise DatasetError(
-            f"checksum mismatch for {path}: expected sha256 {expected_sha256}, got {actual} "
-            f"({path.stat().st_size} bytes). The file is corrupt or truncated: delete it and "
-            "download it again."
+            f"checksum mismatch for {path}: {mismatch} ({path.stat().st_size} bytes). The "
+            "file is corrupt or truncated: delete it and download it again."
         )
 
 
-def download_verified(url: str, destination: Path, expected_sha256: str, timeout: float = 60.0):
+def download_verified(
+    url: str, destination: Path, expected_sha256: Expected, timeout: float = 60.0
+) -> None:
     """Download ``url`` to ``destination`` atomically, keeping it only if its sha256 matches.
 
     Bytes go to a temporary file beside ``destination``; after the checksum matches the file
@@ -69,11 +138,11 @@ def download_verified(url: str, destination: Path, expected_sha256: str, timeout
         with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as r:
             while chunk := r.read(1 << 20):
                 out.write(chunk)
-        actual = sha256_of(tmp)
-        if actual != expected_sha256:
+        mismatch = check_digest(tmp, expected_sha256)
+        if mismatch is not None:
             raise DatasetError(
-                f"checksum mismatch for {destination.name} downloaded from {url}: expected "
-                f"sha256 {expected_sha256}, got {actual}; the file was not cached"
+                f"checksum mismatch for {destination.name} downloaded from {url}: "
+                f"{mismatch}; the file was not cached"
             )
         os.replace(tmp, destination)
     except (urllib.error.URLError, OSError) as error:
@@ -85,12 +154,14 @@ def download_verified(url: str, destination: Path, expected_sha256: str, timeout
 
 def ensure_files(
     folder: Path,
-    checksums: Mapping[str, str],
+    checksums: Mapping[str, Expected],
     base_url: str | None,
     dataset: str,
     download: bool = True,
 ) -> dict[str, Path]:
     """Make sure every file of ``checksums`` is in ``folder`` and verified; return their paths.
+
+    A checksum is a hex sha256 or a sequence of :class:`Digest` alternatives.
 
     Missing files are downloaded from ``base_url + name`` when ``download`` is true. Files
     already present are verified against their checksums (a mismatch raises, naming the file).
