@@ -17,7 +17,7 @@ $(BIN)/.installed: pyproject.toml
 venv: $(BIN)/.installed
 
 demo: venv
-	GATKIT_DATA=$(DATA) $(BIN)/gatkit demo
+	GATKIT_DATA=$(DATA) $(BIN)/gatkit train --dataset cora --model gatv2 --data-dir $(DATA)
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks

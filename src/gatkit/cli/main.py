@@ -17,6 +17,10 @@ from gatkit.errors import GatkitError
 
 COMMAND_MODULES = [
     "gatkit.cli.demo",
+    "gatkit.cli.train",
+    "gatkit.cli.evaluate",
+    "gatkit.cli.lookup",
+    "gatkit.cli.attention",
 ]
 
 

@@ -169,6 +169,44 @@ class GraphAttentionBase(nn.Module):
             )
         return edge_index, edge_attr
 
+    def prepare_graph(
+        self,
+        edge_index: Tensor,
+        edge_attr: Tensor | None,
+        num_src: int,
+        num_dst: int,
+        fused: bool,
+    ) -> tuple[Tensor, Tensor | None, ops.EdgeCSR | None]:
+        """:meth:`prepare_edges`, plus the sorted views the fused kernels need (if ``fused``).
+
+        The edges after self-loop handling, and their CSR, depend only on the user's
+        ``edge_index`` tensor, the node counts and ``add_self_loops``; both are cached per
+        ``edge_index`` tensor (:func:`gatkit.ops.cached_by_edge_index`), so the layers of one
+        model sort a graph once. Edge features are recomputed every call.
+        """
+        if not fused:
+            return (*self.prepare_edges(edge_index, edge_attr, num_src, num_dst), None)
+        user_index = edge_index
+        key = ("gat-layer-edges", self.add_self_loops, num_src, num_dst)
+        if edge_attr is None:
+
+            def make() -> tuple[Tensor, ops.EdgeCSR]:
+                prepared, _ = self.prepare_edges(user_index, None, num_src, num_dst)
+                return prepared, ops.build_csr(prepared, num_src, num_dst)
+
+            check_edge_index(user_index, num_src, num_dst)
+            prepared, csr = ops.cached_by_edge_index(user_index, key, make)
+            return prepared, None, csr
+        prepared, edge_attr = self.prepare_edges(edge_index, edge_attr, num_src, num_dst)
+        _, csr = ops.cached_by_edge_index(
+            user_index, key, lambda: (prepared, ops.build_csr(prepared, num_src, num_dst))
+        )
+        return prepared, edge_attr, csr
+
+    def dropout_scale(self, num_edges: int, like: Tensor) -> Tensor | None:
+        """``[E, H]`` attention-dropout scale for the fused kernels (``None`` when inactive)."""
+        return ops.attention_dropout_scale(num_edges, self.heads, self.dropout, self.training, like)
+
     def attend(self, scores: Tensor, dst: Tensor, num_dst: int) -> Tensor:
         r"""``α_ij = softmax_j(e_ij)`` over each destination's in-edges, then attention dropout."""
         alpha = ops.segment_softmax(scores, dst, num_dst)  # [E, H]
@@ -178,6 +216,24 @@ class GraphAttentionBase(nn.Module):
         """Keep a detached copy of this forward's attention when recording is switched on."""
         if self.record_attention:
             self.last_attention = (edge_index.detach(), alpha.detach())
+
+    def finish(
+        self,
+        out: Tensor,
+        edge_index: Tensor,
+        alpha: Tensor,
+        dropout_scale: Tensor | None,
+        return_attention_weights: bool,
+    ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
+        """Record and/or return ``(edge_index, alpha [E', H])``; alpha after dropout."""
+        if not (self.record_attention or return_attention_weights):
+            return out
+        if dropout_scale is not None:
+            alpha = alpha * dropout_scale  # [E, H], F.dropout(alpha) of the reference path
+        self.remember_attention(edge_index, alpha)
+        if return_attention_weights:
+            return out, (edge_index, alpha)
+        return out
 
     def aggregate(self, alpha: Tensor, messages_src: Tensor, edge_index: Tensor, num_dst: int):
         r""":math:`\sum_{j \in \mathcal{N}(i)} \alpha_{ij} m_j` per head, ``[N_dst, H, C]``."""

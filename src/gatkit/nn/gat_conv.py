@@ -147,7 +147,10 @@ class GATConv(GraphAttentionBase):
         H, C = self.heads, self.out_channels
         x_src, x_dst, bipartite = self.split_inputs(x)
         num_src, num_dst = x_src.size(0), x_dst.size(0)
-        edge_index, edge_attr = self.prepare_edges(edge_index, edge_attr, num_src, num_dst)
+        kernels = ops.kernels_for(x_src.device, x_src.dtype)  # None: reference primitives
+        edge_index, edge_attr, csr = self.prepare_graph(
+            edge_index, edge_attr, num_src, num_dst, fused=kernels is not None
+        )
         src, dst = edge_index  # j, i
 
         # W h_j and W h_i, per head.
@@ -163,6 +166,21 @@ class GATConv(GraphAttentionBase):
         score_src = (wh_src * self.att_source).sum(-1)  # [N_s, H]
         score_dst = (wh_dst * self.att_target).sum(-1)  # [N_t, H]
 
+        if kernels is not None:
+            # One fused pass per destination: e_ij, α_ij = softmax_j(e_ij), Σ_j α_ij W h_j.
+            edge_score = None
+            if edge_attr is not None and self.project_edge is not None:
+                # a_eᵀ W_e e_ij = e_ij · (W_eᵀ a_e): an [edge_dim, H] matrix, no [E, H, C].
+                we = self.project_edge.weight.view(H, C, -1)  # [H, C, D]
+                att_edge = (we * self.att_edge.unsqueeze(-1)).sum(1)  # [H, D]
+                edge_score = edge_attr @ att_edge.t()  # [E, H]
+            scale = self.dropout_scale(src.numel(), score_src)  # [E, H] or None
+            out, alpha = ops.gat_attention(
+                kernels, csr, score_src, score_dst, edge_score, wh_src, self.negative_slope, scale
+            )  # [N_t, H, C], [E, H]
+            out = self.combine_heads(out, x_dst)  # [N_t, H C] or [N_t, C]
+            return self.finish(out, edge_index, alpha, scale, return_attention_weights)
+
         # e_ij = LeakyReLU(a_tᵀ W h_i + a_sᵀ W h_j [+ a_eᵀ W_e e_ij]).
         scores = ops.gather(score_src, src) + ops.gather(score_dst, dst)  # [E, H]
         if edge_attr is not None and self.project_edge is not None:
@@ -175,7 +193,4 @@ class GATConv(GraphAttentionBase):
         out = self.aggregate(alpha, wh_src, edge_index, num_dst)  # [N_t, H, C]
         out = self.combine_heads(out, x_dst)  # [N_t, H C] or [N_t, C]
 
-        self.remember_attention(edge_index, alpha)
-        if return_attention_weights:
-            return out, (edge_index, alpha)
-        return out
+        return self.finish(out, edge_index, alpha, None, return_attention_weights)

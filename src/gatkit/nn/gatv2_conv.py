@@ -137,13 +137,35 @@ class GATv2Conv(GraphAttentionBase):
         H, C = self.heads, self.out_channels
         x_src, x_dst, _ = self.split_inputs(x)
         num_src, num_dst = x_src.size(0), x_dst.size(0)
-        edge_index, edge_attr = self.prepare_edges(edge_index, edge_attr, num_src, num_dst)
+        kernels = ops.kernels_for(x_src.device, x_src.dtype)  # None: reference primitives
+        edge_index, edge_attr, csr = self.prepare_graph(
+            edge_index, edge_attr, num_src, num_dst, fused=kernels is not None
+        )
         src, dst = edge_index  # j, i
 
         # W_s h_j and W_t h_i, per head.
         ws_h = self.project_source(x_src).view(-1, H, C)  # [N_s, H, C]
         target_projection = self.project_target or self.project_source
         wt_h = target_projection(x_dst).view(-1, H, C)  # [N_t, H, C]
+
+        if kernels is not None:
+            # One fused pass per destination: e_ij, α_ij, Σ_j α_ij W_s h_j; the [E, H, C]
+            # hidden is recomputed per segment, never stored (W_e e_ij is formed inside).
+            use_edges = edge_attr is not None and self.project_edge is not None
+            scale = self.dropout_scale(src.numel(), ws_h)  # [E, H] or None
+            out, alpha = ops.gatv2_attention(
+                kernels,
+                csr,
+                ws_h,
+                wt_h,
+                self.att,
+                edge_attr if use_edges else None,
+                self.project_edge.weight if use_edges else None,
+                self.negative_slope,
+                scale,
+            )  # [N_t, H, C], [E, H]
+            out = self.combine_heads(out, x_dst)  # [N_t, H C] or [N_t, C]
+            return self.finish(out, edge_index, alpha, scale, return_attention_weights)
 
         # e_ij = aᵀ LeakyReLU(W_s h_j + W_t h_i [+ W_e e_ij]).
         hidden = ops.gather(ws_h, src) + ops.gather(wt_h, dst)  # [E, H, C]
@@ -156,11 +178,7 @@ class GATv2Conv(GraphAttentionBase):
         alpha = self.attend(scores, dst, num_dst)  # [E, H]
         out = self.aggregate(alpha, ws_h, edge_index, num_dst)  # [N_t, H, C]
         out = self.combine_heads(out, x_dst)  # [N_t, H C] or [N_t, C]
-
-        self.remember_attention(edge_index, alpha)
-        if return_attention_weights:
-            return out, (edge_index, alpha)
-        return out
+        return self.finish(out, edge_index, alpha, None, return_attention_weights)
 
     def __repr__(self) -> str:
         base = super().__repr__()

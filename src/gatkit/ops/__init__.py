@@ -3,6 +3,17 @@
 ``ops`` → ``nn`` → ``models`` → ``data`` → ``train`` → ``cli``: every arrow points down.
 """
 
+from gatkit.ops.csr import EdgeCSR, build_csr, cached_by_edge_index, csr_of
+from gatkit.ops.fused import (
+    BACKENDS,
+    attention_dropout_scale,
+    gat_attention,
+    gatv2_attention,
+    get_backend,
+    kernels_for,
+    set_backend,
+    use_backend,
+)
 from gatkit.ops.segment import gather, segment_max, segment_softmax, segment_sum
 from gatkit.ops.self_loops import (
     FILL_REDUCTIONS,
@@ -12,8 +23,20 @@ from gatkit.ops.self_loops import (
 )
 
 __all__ = [
+    "BACKENDS",
     "FILL_REDUCTIONS",
+    "EdgeCSR",
     "add_self_loops",
+    "attention_dropout_scale",
+    "build_csr",
+    "cached_by_edge_index",
+    "csr_of",
+    "gat_attention",
+    "gatv2_attention",
+    "get_backend",
+    "kernels_for",
+    "set_backend",
+    "use_backend",
     "gather",
     "remove_self_loops",
     "segment_max",

@@ -1,0 +1,79 @@
+"""The C++/OpenMP fused attention kernels for CPU, compiled on first use and cached.
+
+``csrc/fused_attention.cpp`` is built with :func:`torch.utils.cpp_extension.load` (JIT; the
+build lands in torch's extension cache, ``~/.cache/torch_extensions`` unless
+``TORCH_EXTENSIONS_DIR`` says otherwise, so later processes only load it). When the build
+fails (no compiler, no ninja, read-only cache) or ``GATKIT_NO_CPP=1`` is set, :func:`cpp_kernels`
+returns ``None`` and the caller falls back to :mod:`gatkit.ops.fused_chunked`. Which path runs
+is printed once per process on standard error.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+
+__all__ = ["announce_once", "cpp_kernels"]
+
+_SOURCE = Path(__file__).with_name("csrc") / "fused_attention.cpp"
+_state: dict[str, object] = {}
+
+
+def announce_once(message: str) -> None:
+    """Print ``message`` on standard error the first time it is given in this process."""
+    said = _state.setdefault("said", set())
+    if message not in said:  # type: ignore[operator]
+        said.add(message)  # type: ignore[union-attr]
+        print(f"gatkit: {message}", file=sys.stderr)
+
+
+def _ninja_on_path() -> None:
+    """Put the ``ninja`` of the pip package (a dependency) on PATH for torch's build step.
+
+    torch looks for ``ninja`` on PATH; a virtual environment that is not activated has its
+    ``bin`` folder off PATH, so a fresh machine without a system ninja would not find it.
+    """
+    try:
+        import ninja  # the PyPI package ships the binary
+    except ImportError:
+        return
+    folder = getattr(ninja, "BIN_DIR", None)
+    path = os.environ.get("PATH", "")
+    if folder and folder not in path.split(os.pathsep):
+        os.environ["PATH"] = folder + os.pathsep + path
+
+
+def _build() -> ModuleType:
+    from torch.utils.cpp_extension import load
+
+    _ninja_on_path()
+    return load(
+        name="gatkit_fused_attention",
+        sources=[str(_SOURCE)],
+        extra_cflags=["-O3", "-fopenmp"],
+        extra_ldflags=["-fopenmp"],
+        verbose=False,
+    )
+
+
+def cpp_kernels() -> ModuleType | None:
+    """The compiled kernel module, or ``None`` where it cannot be built (reason printed once)."""
+    if "module" not in _state:
+        module: ModuleType | None = None
+        if os.environ.get("GATKIT_NO_CPP", "") not in ("", "0"):
+            reason = "GATKIT_NO_CPP is set"
+        else:
+            try:
+                module = _build()
+                reason = ""
+            except Exception as error:  # any build failure means: use the fallback
+                first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+                reason = f"the C++ extension could not be built ({first_line[:200]})"
+        _state["module"] = module
+        if module is not None:
+            announce_once("fused attention on CPU runs the C++/OpenMP kernels")
+        else:
+            announce_once(f"fused attention on CPU runs the chunked PyTorch kernels: {reason}")
+    return _state["module"]  # type: ignore[return-value]
