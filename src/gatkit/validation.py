@@ -13,6 +13,17 @@ from torch import Tensor
 from gatkit.errors import GraphInputError
 
 
+def all_finite(t: Tensor) -> bool:
+    """Whether every entry is finite: one sum (NaN and ±inf make it non-finite), and the
+    element-wise test only when the sum is not finite (it may overflow on finite values)."""
+    if t.numel() == 0:
+        return True
+    with torch.no_grad():
+        if bool(torch.isfinite(t.sum())):
+            return True
+        return bool(torch.isfinite(t).all())
+
+
 def check_features(x: object, name: str, expected_width: int | None) -> Tensor:
     """Return ``x`` after checking it is a finite 2-D floating tensor of the expected width."""
     if not isinstance(x, Tensor):
@@ -28,7 +39,7 @@ def check_features(x: object, name: str, expected_width: int | None) -> Tensor:
             f"{name} has {x.size(1)} channels per node but the layer was built with "
             f"in_channels={expected_width}"
         )
-    if x.numel() > 0 and not bool(torch.isfinite(x).all()):
+    if not all_finite(x):
         bad_rows = (~torch.isfinite(x)).any(dim=1).nonzero().flatten()[:5].tolist()
         raise GraphInputError(
             f"{name} contains NaN or infinite values (first rows affected: {bad_rows})"
@@ -101,6 +112,6 @@ def check_edge_attr(edge_attr: object, num_edges: int, edge_dim: int | None) -> 
             f"edge_attr has {edge_attr.size(1)} channels per edge but the layer was built with "
             f"edge_dim={edge_dim}"
         )
-    if edge_attr.numel() > 0 and not bool(torch.isfinite(edge_attr).all()):
+    if not all_finite(edge_attr):
         raise GraphInputError("edge_attr contains NaN or infinite values")
     return edge_attr

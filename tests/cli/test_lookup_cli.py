@@ -98,9 +98,20 @@ def test_single_run_prints_train_and_test_accuracy():
         (["lookup", "--steps", "0"], "steps"),
         (["lookup", "--sweep", "--k-min", "9", "--k-max", "5"], "k-min"),
         (["lookup", "--sweep", "--save", "model.pt"], "--save"),
+        (["lookup", "--sweep", "--models", "gcn:1"], "--models"),
+        (["lookup", "--sweep", "--models", "gatv2:0"], "--models"),
     ],
 )
 def test_bad_options_exit_with_status_2_and_a_message(argv, word):
     code, _, stderr = run_cli(argv)
     assert code == 2
     assert word in stderr
+
+
+def test_sweep_runs_only_the_models_asked_for(tmp_path):
+    argv = ["lookup", "--sweep", "--k-min", "4", "--k-max", "4", "--steps", "100"]
+    code, stdout, _ = run_cli([*argv, "--models", "gatv2:1", "--out", str(tmp_path), *FAST])
+    assert code == 0
+    rows = read_sweep_csv(tmp_path / "lookup_sweep.csv")
+    assert [(r["k"], r["model"], r["heads"]) for r in rows] == [(4, "gatv2", 1)]
+    assert "GATv2 1h train / test" in stdout

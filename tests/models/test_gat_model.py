@@ -35,7 +35,14 @@ def test_pubmed_preset_uses_eight_averaged_output_heads_and_its_optimiser_settin
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("operator", "gcn"), ("heads", 0), ("dropout", 1.0), ("lr", 0.0), ("num_layers", 1.5)],
+    [
+        ("operator", "gcn"),
+        ("heads", 0),
+        ("dropout", 1.0),
+        ("lr", 0.0),
+        ("num_layers", 1.5),
+        ("dropout_placement", "after"),
+    ],
 )
 def test_invalid_config_is_refused_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
@@ -57,6 +64,44 @@ def test_model_stacks_the_chosen_operator_with_the_papers_widths(operator, layer
     assert (first.heads, first.out_channels, first.concat) == (8, 8, True)
     assert (last.in_channels, last.heads, last.out_channels, last.concat) == (64, 1, 5, False)
     assert first.dropout == last.dropout == 0.6
+
+
+@pytest.mark.parametrize("operator", ["gat", "gatv2"])
+def test_per_head_placement_moves_input_dropout_into_every_head_and_onto_messages(operator):
+    per_head = GAT(20, 5, GATConfig(operator=operator))
+    assert GATConfig().dropout_placement == "per_head"  # the authors' code is the default
+    assert per_head.input_dropout.p == 0.0
+    for layer in per_head.layers:
+        assert (layer.feature_dropout, layer.message_dropout) == (0.6, 0.6)
+    shared = GAT(20, 5, GATConfig(operator=operator, dropout_placement="shared"))
+    assert shared.input_dropout.p == 0.6
+    for layer in shared.layers:
+        assert (layer.feature_dropout, layer.message_dropout) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("placement", ["per_head", "shared"])
+def test_both_placements_train_and_are_deterministic_in_eval(placement):
+    torch.manual_seed(0)
+    x = (torch.rand(30, 40) < 0.1).float()  # bag-of-words-like: the sparse path
+    edge_index = torch.randint(0, 30, (2, 120))
+    y = torch.randint(0, 3, (30,))
+    model = GAT(40, 3, GATConfig(dropout_placement=placement))
+    optimiser = torch.optim.Adam(model.parameters(), lr=0.01)
+
+    def eval_loss() -> float:
+        model.eval()
+        with torch.no_grad():
+            return torch.nn.functional.cross_entropy(model(x, edge_index), y).item()
+
+    before = eval_loss()
+    for _ in range(60):
+        model.train()
+        optimiser.zero_grad()
+        torch.nn.functional.cross_entropy(model(x, edge_index), y).backward()
+        optimiser.step()
+    assert eval_loss() < before
+    model.eval()
+    assert torch.equal(model(x, edge_index), model(x, edge_index))
 
 
 def test_forward_gives_logits_per_node_and_eval_mode_is_deterministic():

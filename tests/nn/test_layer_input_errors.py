@@ -142,3 +142,15 @@ def test_reset_parameters_redraws_weights_and_zeroes_bias(operator):
     layer.reset_parameters()
     assert torch.equal(layer.bias, torch.zeros_like(layer.bias))
     assert (layer.project_source.weight.abs() < 7.0).all()
+
+
+def test_finite_check_sees_inf_and_is_not_fooled_by_an_overflowing_sum():
+    from gatkit.validation import all_finite
+
+    huge = torch.full((4, 3), 3e38)  # finite float32 values whose sum overflows to inf
+    assert all_finite(huge)
+    huge[1, 2] = float("inf")
+    assert not all_finite(huge)
+    mixed = torch.tensor([[float("inf"), float("-inf")]])  # sums to NaN
+    assert not all_finite(mixed)
+    assert all_finite(torch.empty(0, 3))

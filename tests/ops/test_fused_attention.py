@@ -55,6 +55,27 @@ def test_fused_attention_dropout_drops_the_same_coefficients_as_reference(backen
 
 @pytest.mark.parametrize("backend", FUSED_BACKENDS)
 @pytest.mark.parametrize("operator", [GATConv, GATv2Conv])
+@pytest.mark.parametrize("bipartite", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_layer_with_head_and_message_dropout_matches_reference(
+    backend, operator, bipartite, dtype
+):
+    case = make_case(bipartite, 2, dtype)
+    torch.manual_seed(0)
+    layer = operator(
+        (5, 3) if bipartite else 5,
+        4,
+        heads=3,
+        edge_dim=2,
+        dropout=0.3,
+        feature_dropout=0.5,
+        message_dropout=0.5,
+    ).to(dtype)
+    check_backend_matches_reference(layer.train(), case, backend, dtype)
+
+
+@pytest.mark.parametrize("backend", FUSED_BACKENDS)
+@pytest.mark.parametrize("operator", [GATConv, GATv2Conv])
 def test_fused_layer_without_self_loops_keeps_isolated_nodes_at_bias(backend, operator):
     case = make_case(False, None, torch.float64)
     torch.manual_seed(0)
@@ -94,6 +115,21 @@ def test_fused_gatv2_operator_passes_gradcheck(backend):
         rand(E, D),
         rand(H * C, D),
     )
+    assert torch.autograd.gradcheck(f, args)
+
+
+@pytest.mark.parametrize("backend", FUSED_BACKENDS)
+def test_fused_gatv2_operator_with_separate_messages_passes_gradcheck(backend):
+    edge_index, num_src, num_dst, E, H, C, _, rand = small_operator_inputs()
+    csr = ops.build_csr(edge_index, num_src, num_dst)
+    scale = torch.nn.functional.dropout(torch.ones(E, H, dtype=torch.float64), 0.3)
+    with ops.use_backend(backend):
+        kernels = ops.kernels_for(torch.device("cpu"), torch.float64)
+
+    def f(xs, xt, att, values):
+        return ops.gatv2_attention(kernels, csr, xs, xt, att, None, None, 0.2, scale, values)
+
+    args = (rand(num_src, H, C), rand(num_dst, H, C), rand(H, C), rand(num_src, H, C))
     assert torch.autograd.gradcheck(f, args)
 
 

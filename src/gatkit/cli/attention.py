@@ -110,17 +110,9 @@ def lookup_source(record: dict[str, Any], args: argparse.Namespace) -> Attention
 
 def node_classifier_source(record: dict[str, Any], args: argparse.Namespace) -> AttentionInput:
     """A node-classification checkpoint (``gatkit train``): its Planetoid graph."""
-    from gatkit.cli.train import NODE_DATASETS, load_node_dataset
-    from gatkit.train.node_trainer import model_from_checkpoint
+    from gatkit.cli.checkpoints import node_model_and_graph
 
-    dataset = (record.get("metadata") or {}).get("dataset")
-    if dataset not in NODE_DATASETS:
-        raise CheckpointError(
-            f"{args.checkpoint} names dataset {dataset!r}; expected one of "
-            f"{', '.join(NODE_DATASETS)}"
-        )
-    model = model_from_checkpoint(record)
-    graph = load_node_dataset(dataset, args.data_dir)
+    model, graph, dataset = node_model_and_graph(record, args.checkpoint, args.data_dir)
     return AttentionInput(
         model=model,
         forward=lambda m: m(graph.x, graph.edge_index),
@@ -238,18 +230,12 @@ def draw_star(
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``gatkit attention``."""
+    from gatkit.cli.checkpoints import open_checkpoint
     from gatkit.nn import record_attention
     from gatkit.train.attention_stats import layer_entropies
-    from gatkit.train.checkpoint import load_checkpoint
 
-    record = load_checkpoint(args.checkpoint)
-    kind = record["model_kind"]
-    if kind not in ATTENTION_SOURCES:
-        raise CheckpointError(
-            f"{args.checkpoint} holds a {kind!r} model; 'gatkit attention' knows "
-            f"{', '.join(sorted(ATTENTION_SOURCES))}"
-        )
-    source = ATTENTION_SOURCES[kind](record, args)
+    record, make_source = open_checkpoint(args.checkpoint, ATTENTION_SOURCES, "gatkit attention")
+    source = make_source(record, args)
     if not 0 <= args.node < source.num_nodes:
         raise AttentionUsageError(
             f"--node must lie in [0, {source.num_nodes}) for {source.describe}, got {args.node}"

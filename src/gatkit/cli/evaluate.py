@@ -12,8 +12,6 @@ import argparse
 import json
 from typing import Any
 
-from gatkit.errors import CheckpointError
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``evaluate`` sub-command."""
@@ -36,17 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def evaluate_node_checkpoint(record: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """Accuracies of a node-classification checkpoint on the dataset it was trained on."""
-    from gatkit.cli.train import NODE_DATASETS, load_node_dataset
-    from gatkit.train.node_trainer import NodeTrainer, model_from_checkpoint
+    from gatkit.cli.checkpoints import node_model_and_graph
+    from gatkit.train.node_trainer import NodeTrainer
 
-    dataset = (record.get("metadata") or {}).get("dataset")
-    if dataset not in NODE_DATASETS:
-        raise CheckpointError(
-            f"{args.checkpoint} names dataset {dataset!r}; expected one of "
-            f"{', '.join(NODE_DATASETS)}"
-        )
-    model = model_from_checkpoint(record).to(args.device)
-    graph = load_node_dataset(dataset, args.data_dir).to(args.device)
+    model, graph, dataset = node_model_and_graph(record, args.checkpoint, args.data_dir)
+    model, graph = model.to(args.device), graph.to(args.device)
     trainer = NodeTrainer(model, graph, seed=record.get("seed"))
     scores = trainer.evaluate()
     return {
@@ -71,16 +63,10 @@ EVALUATORS = {"gat-node-classifier": evaluate_node_checkpoint}
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``gatkit evaluate``."""
-    from gatkit.train.checkpoint import load_checkpoint
+    from gatkit.cli.checkpoints import open_checkpoint
 
-    record = load_checkpoint(args.checkpoint)
-    kind = record["model_kind"]
-    if kind not in EVALUATORS:
-        raise CheckpointError(
-            f"{args.checkpoint} holds a {kind!r} model; 'gatkit evaluate' knows "
-            f"{', '.join(sorted(EVALUATORS))}"
-        )
-    scores = EVALUATORS[kind](record, args)
+    record, evaluate = open_checkpoint(args.checkpoint, EVALUATORS, "gatkit evaluate")
+    scores = evaluate(record, args)
     if args.json:
         print(json.dumps(scores))
         return 0

@@ -81,6 +81,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--sweep", action="store_true", help="run the k sweep of figure 2")
     parser.add_argument("--k-min", type=int, default=4)
     parser.add_argument("--k-max", type=int, default=20)
+    parser.add_argument(
+        "--models",
+        default="gat:1,gat:8,gatv2:1",
+        help="sweep: comma-separated OPERATOR:HEADS pairs (default: the paper's figure 2)",
+    )
     parser.add_argument("--out", default="results/lookup", help="sweep output folder")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(run=run)
@@ -180,7 +185,7 @@ def run_sweep(args: argparse.Namespace, config: LookupTrainConfig) -> int:
     """Train the three models for every k, write CSV and PNG, print the table."""
     from tqdm.auto import tqdm
 
-    from gatkit.train.lookup_sweep import SWEEP_MODELS, plot_sweep
+    from gatkit.train.lookup_sweep import plot_sweep
     from gatkit.train.lookup_sweep import run_sweep as sweep
 
     if not 2 <= args.k_min <= args.k_max:
@@ -189,7 +194,8 @@ def run_sweep(args: argparse.Namespace, config: LookupTrainConfig) -> int:
         )
     out = Path(args.out)
     ks = range(args.k_min, args.k_max + 1)
-    total = len(ks) * len(SWEEP_MODELS)
+    models = parse_models(args.models)
+    total = len(ks) * len(models)
     start = time.perf_counter()
     with tqdm(total=total, desc="lookup sweep", unit="run", disable=args.no_progress) as bar:
 
@@ -201,7 +207,9 @@ def run_sweep(args: argparse.Namespace, config: LookupTrainConfig) -> int:
             bar.update()
 
         csv_path = out / "lookup_sweep.csv"
-        rows = sweep(ks, config, csv_path, problem_seed=args.data_seed, on_run=advance)
+        rows = sweep(
+            ks, config, csv_path, models=models, problem_seed=args.data_seed, on_run=advance
+        )
     png = plot_sweep(rows, out / "lookup_sweep.png")
     wall = time.perf_counter() - start
     if args.json:
@@ -214,6 +222,20 @@ def run_sweep(args: argparse.Namespace, config: LookupTrainConfig) -> int:
         file=sys.stdout,
     )
     return 0
+
+
+def parse_models(text: str) -> list[tuple[str, int]]:
+    """``"gat:1,gatv2:1"`` -> ``[("gat", 1), ("gatv2", 1)]``; a clear error otherwise."""
+    models = []
+    for item in text.split(","):
+        operator, _, heads = item.strip().partition(":")
+        if operator not in ("gat", "gatv2") or not heads.isdigit() or int(heads) < 1:
+            raise GatkitError(
+                f"--models takes OPERATOR:HEADS pairs such as gat:1,gatv2:1 (operator gat or "
+                f"gatv2, heads a positive int); got {item.strip()!r}"
+            )
+        models.append((operator, int(heads)))
+    return models
 
 
 def format_table(rows: list[dict]) -> str:

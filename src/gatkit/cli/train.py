@@ -79,6 +79,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--patience", type=int, default=None, help="early-stopping patience (default: 100)"
     )
     parser.add_argument(
+        "--dropout-placement",
+        choices=("per_head", "shared"),
+        default="per_head",
+        help=(
+            "node task: per_head = the GAT authors' code (one input mask per head, messages "
+            "W h_j dropped too; default); shared = one input mask per layer, as PyG's examples"
+        ),
+    )
+    parser.add_argument(
         "--data-dir", default=None, help="dataset root (default: $GATKIT_DATA, ~/.cache/gatkit)"
     )
     parser.add_argument(
@@ -171,10 +180,12 @@ def run_node_full_batch(args: argparse.Namespace) -> int:
 
     dataset = args.dataset.lower()
     overrides = {"patience": args.patience} if args.patience is not None else {}
+    overrides["dropout_placement"] = args.dropout_placement
     config = GATConfig.for_dataset(dataset, args.model, **overrides)
     graph = load_node_dataset(dataset, args.data_dir)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-    out_dir = Path(args.out) / f"{dataset}-{args.model}"
+    suffix = "" if args.dropout_placement == "per_head" else f"-{args.dropout_placement}"
+    out_dir = Path(args.out) / f"{dataset}-{args.model}{suffix}"
     progress = not args.quiet and not args.json
 
     def report(result) -> None:

@@ -177,6 +177,8 @@ def ensure_files(
                 download_verified(base_url + name, paths[name], checksums[name])
             except DatasetError as error:
                 failures.append(str(error))
+                if isinstance(error.__cause__, urllib.error.URLError):
+                    break  # offline or host unreachable: the other files would fail alike
         missing = [name for name, path in paths.items() if not path.exists()]
         if missing:
             raise DatasetError(

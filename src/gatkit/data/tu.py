@@ -329,44 +329,16 @@ def read_tu_folder(folder: Path, name: str) -> TUDataset:
     edge_reason = f"one per edge; {a_path.name} has {num_edges} lines"
 
     # Optional per-node and per-edge files.
-    node_codes = edge_codes = None
-    node_values: list[int] = []
-    edge_values: list[int] = []
-    features: list[np.ndarray] = []
-    edge_features: list[np.ndarray] = []
-    if "node_labels" in paths:
-        path = paths["node_labels"]
-        lines = _read_lines(path)
-        _check_line_count(path, lines, num_nodes, node_reason)
-        # Some TU datasets have several label columns; the first is the node label.
-        node_codes, node_values = _categories(
-            _parse_ints(path, [ln.split(",")[0] for ln in lines], 1)
-        )
-        features.append(_one_hot(node_codes, len(node_values)))
-    num_node_attributes = 0
-    if "node_attributes" in paths:
-        path = paths["node_attributes"]
-        lines = _read_lines(path)
-        _check_line_count(path, lines, num_nodes, node_reason)
-        attributes = _parse_floats(path, lines)
-        num_node_attributes = attributes.shape[1]
-        features.append(attributes)
-    if "edge_labels" in paths:
-        path = paths["edge_labels"]
-        lines = _read_lines(path)
-        _check_line_count(path, lines, num_edges, edge_reason)
-        edge_codes, edge_values = _categories(
-            _parse_ints(path, [ln.split(",")[0] for ln in lines], 1)
-        )
-        edge_features.append(_one_hot(edge_codes, len(edge_values)))
-    num_edge_attributes = 0
-    if "edge_attributes" in paths:
-        path = paths["edge_attributes"]
-        lines = _read_lines(path)
-        _check_line_count(path, lines, num_edges, edge_reason)
-        attributes = _parse_floats(path, lines)
-        num_edge_attributes = attributes.shape[1]
-        edge_features.append(attributes)
+    node_labels = _read_labels(paths.get("node_labels"), num_nodes, node_reason)
+    node_codes, node_values, node_one_hot = node_labels
+    node_attributes = _read_attributes(paths.get("node_attributes"), num_nodes, node_reason)
+    edge_labels = _read_labels(paths.get("edge_labels"), num_edges, edge_reason)
+    edge_codes, edge_values, edge_one_hot = edge_labels
+    edge_attributes = _read_attributes(paths.get("edge_attributes"), num_edges, edge_reason)
+    features = [f for f in (node_one_hot, node_attributes) if f is not None]
+    edge_features = [f for f in (edge_one_hot, edge_attributes) if f is not None]
+    num_node_attributes = 0 if node_attributes is None else node_attributes.shape[1]
+    num_edge_attributes = 0 if edge_attributes is None else edge_attributes.shape[1]
     x_all = np.concatenate(features, axis=1) if features else np.ones((num_nodes, 1), np.float32)
     edge_attr_all = np.concatenate(edge_features, axis=1) if edge_features else None
     graph_codes, graph_values = _categories(graph_labels)
@@ -402,6 +374,30 @@ def read_tu_folder(folder: Path, name: str) -> TUDataset:
         num_edge_attributes=num_edge_attributes,
         folder=folder,
     )
+
+
+def _read_labels(
+    path: Path | None, count: int, reason: str
+) -> tuple[np.ndarray | None, list[int], np.ndarray | None]:
+    """``(codes [count], label values, one-hot [count, L])`` of a label file, or nothing.
+
+    Some TU datasets have several label columns; the first is the label.
+    """
+    if path is None:
+        return None, [], None
+    lines = _read_lines(path)
+    _check_line_count(path, lines, count, reason)
+    codes, values = _categories(_parse_ints(path, [ln.split(",")[0] for ln in lines], 1))
+    return codes, values, _one_hot(codes, len(values))
+
+
+def _read_attributes(path: Path | None, count: int, reason: str) -> np.ndarray | None:
+    """``[count, D]`` float attributes of an attribute file, or ``None`` without one."""
+    if path is None:
+        return None
+    lines = _read_lines(path)
+    _check_line_count(path, lines, count, reason)
+    return _parse_floats(path, lines)
 
 
 # ------------------------------------------------------------------ download and cache

@@ -20,6 +20,7 @@ gatkit                        PyG ``GATConv``                      PyG ``GATv2Co
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -81,55 +82,89 @@ def _as_in_channels(value: Any) -> int | tuple[int, int]:
     return tuple(value) if isinstance(value, (tuple, list)) else int(value)
 
 
+def _paired_weights(layer: GATConv | GATv2Conv, module: Any) -> list[tuple[str, Any, Any]]:
+    """``(kind, gatkit part, PyG part)`` for every weight; kind ``"linear"`` or ``"param"``.
+
+    The table of the module docstring, in code: the one place that knows both namings.
+    """
+    if isinstance(layer, GATv2Conv):
+        pairs = [("linear", layer.project_source, module.lin_l)]
+        if layer.project_target is not None:
+            pairs.append(("linear", layer.project_target, module.lin_r))
+        pairs.append(("param", layer.att, module.att))
+    else:
+        if module.lin is not None:
+            pairs = [("linear", layer.project_source, module.lin)]
+        else:
+            pairs = [
+                ("linear", layer.project_source, module.lin_src),
+                ("linear", layer.project_target, module.lin_dst),
+            ]
+        pairs += [
+            ("param", layer.att_source, module.att_src),
+            ("param", layer.att_target, module.att_dst),
+            ("param", layer.att_edge, module.att_edge),
+        ]
+    if layer.project_edge is not None or module.lin_edge is not None:
+        pairs.append(("linear", layer.project_edge, module.lin_edge))
+    if layer.residual_projection is not None or module.res is not None:
+        pairs.append(("linear", layer.residual_projection, module.res))
+    pairs.append(("param", layer.bias, module.bias))
+    return pairs
+
+
+def _copy_pairs(pairs: list[tuple[str, Any, Any]], into_gatkit: bool) -> None:
+    for kind, ours, theirs in pairs:
+        target, source = (ours, theirs) if into_gatkit else (theirs, ours)
+        if kind == "linear":
+            if target is None or source is None:
+                raise ValueError("linear map present in one layer and missing in the other")
+            _copy_linear(target, source)
+        else:
+            _copy_param(target, source)
+
+
 def from_pyg(module: nn.Module) -> GATConv | GATv2Conv:
     """Return the gatkit layer equivalent to a PyG ``GATConv`` or ``GATv2Conv``.
 
     Same configuration, same weights (copied), same dtype and device: the outputs agree.
     """
     conv = _import_pyg_conv()
-    reference = next(module.parameters())
-    if isinstance(module, conv.GATv2Conv):
-        kwargs = _common_kwargs(module)
-        kwargs["in_channels"] = _as_in_channels(kwargs["in_channels"])
-        layer: GATConv | GATv2Conv = GATv2Conv(**kwargs, share_weights=module.share_weights)
-        layer.to(reference.device, reference.dtype)
-        _copy_linear(layer.project_source, module.lin_l)
-        if layer.project_target is not None:
-            _copy_linear(layer.project_target, module.lin_r)
-        _copy_param(layer.att, module.att)
-    elif isinstance(module, conv.GATConv):
-        kwargs = _common_kwargs(module)
-        kwargs["in_channels"] = _as_in_channels(kwargs["in_channels"])
-        layer = GATConv(**kwargs)
-        layer.to(reference.device, reference.dtype)
-        if module.lin is not None:
-            _copy_linear(layer.project_source, module.lin)
-        else:
-            _copy_linear(layer.project_source, module.lin_src)
-            _copy_linear(layer.project_target, module.lin_dst)
-        _copy_param(layer.att_source, module.att_src)
-        _copy_param(layer.att_target, module.att_dst)
-        _copy_param(layer.att_edge, module.att_edge)
-    else:
+    if not isinstance(module, (conv.GATConv, conv.GATv2Conv)):
         raise TypeError(
             f"from_pyg expects a torch_geometric.nn.GATConv or GATv2Conv, "
             f"got {type(module).__module__}.{type(module).__name__}"
         )
-    if module.lin_edge is not None:
-        _copy_linear(layer.project_edge, module.lin_edge)
-    if module.res is not None:
-        _copy_linear(layer.residual_projection, module.res)
-    _copy_param(layer.bias, module.bias)
+    kwargs = _common_kwargs(module)
+    kwargs["in_channels"] = _as_in_channels(kwargs["in_channels"])
+    if isinstance(module, conv.GATv2Conv):
+        layer: GATConv | GATv2Conv = GATv2Conv(**kwargs, share_weights=module.share_weights)
+    else:
+        layer = GATConv(**kwargs)
+    reference = next(module.parameters())
+    layer.to(reference.device, reference.dtype)
+    _copy_pairs(_paired_weights(layer, module), into_gatkit=True)
     layer.train(module.training)
     return layer
 
 
 def to_pyg(layer: GATConv | GATv2Conv) -> nn.Module:
-    """Return the PyG ``GATConv`` / ``GATv2Conv`` equivalent to a gatkit layer (weights copied)."""
+    """Return the PyG ``GATConv`` / ``GATv2Conv`` equivalent to a gatkit layer (weights copied).
+
+    PyG's layers have no per-head input dropout or message dropout: a layer with
+    ``feature_dropout`` or ``message_dropout`` converts with a warning (evaluation-mode
+    outputs agree; training-mode noise differs).
+    """
     conv = _import_pyg_conv()
     if not isinstance(layer, (GATConv, GATv2Conv)):
         raise TypeError(
             f"to_pyg expects a gatkit.nn.GATConv or GATv2Conv, got {type(layer).__name__}"
+        )
+    if layer.feature_dropout or layer.message_dropout:
+        warnings.warn(
+            "PyG's GATConv/GATv2Conv have no feature_dropout or message_dropout; the "
+            "converted layer drops neither (evaluation-mode outputs agree)",
+            stacklevel=2,
         )
     kwargs = {
         "in_channels": layer.in_channels,
@@ -144,29 +179,12 @@ def to_pyg(layer: GATConv | GATv2Conv) -> nn.Module:
         "bias": layer.bias is not None,
         "residual": layer.residual,
     }
-    reference = next(layer.parameters())
     if isinstance(layer, GATv2Conv):
         module = conv.GATv2Conv(**kwargs, share_weights=layer.share_weights)
-        module.to(reference.device, reference.dtype)
-        _copy_linear(module.lin_l, layer.project_source)
-        if not layer.share_weights:
-            _copy_linear(module.lin_r, layer.project_target)
-        _copy_param(module.att, layer.att)
     else:
         module = conv.GATConv(**kwargs)
-        module.to(reference.device, reference.dtype)
-        if module.lin is not None:
-            _copy_linear(module.lin, layer.project_source)
-        else:
-            _copy_linear(module.lin_src, layer.project_source)
-            _copy_linear(module.lin_dst, layer.project_target)
-        _copy_param(module.att_src, layer.att_source)
-        _copy_param(module.att_dst, layer.att_target)
-        _copy_param(module.att_edge, layer.att_edge)
-    if layer.project_edge is not None:
-        _copy_linear(module.lin_edge, layer.project_edge)
-    if layer.residual_projection is not None:
-        _copy_linear(module.res, layer.residual_projection)
-    _copy_param(module.bias, layer.bias)
+    reference = next(layer.parameters())
+    module.to(reference.device, reference.dtype)
+    _copy_pairs(_paired_weights(layer, module), into_gatkit=False)
     module.train(layer.training)
     return module

@@ -13,66 +13,39 @@ The model is the paper's transductive architecture. For :math:`L` layers,
 where :math:`\mathrm{Att}_k` is one head of :class:`gatkit.nn.GATConv` (``operator="gat"``)
 or :class:`gatkit.nn.GATv2Conv` (``operator="gatv2"``, Brody et al., ICLR 2022), with
 dropout :math:`p` also applied to the normalised attention coefficients :math:`\alpha_{ij}`.
+With ``dropout_placement="per_head"`` (the default, as the authors' code) head :math:`k`
+draws its own mask :math:`\mathrm{drop}^k_p` of the input and the messages
+:math:`\mathbf{W}^k\mathbf{h}_j` are dropped once more before the weighted sum;
+``"shared"`` draws one input mask for all heads, as written above.
 :math:`\mathbf{Z}` are the class logits; the softmax lives in the loss.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
+from gatkit.models.config import (
+    ConfigRecord,
+    require_choice,
+    require_optimiser,
+    require_positive_ints,
+    require_probabilities,
+    require_shared_weights_need_gatv2,
+)
 from gatkit.nn import GATConv, GATv2Conv
+from gatkit.nn.dropout import FeatureDropout
 
 OPERATORS = ("gat", "gatv2")
+DROPOUT_PLACEMENTS = ("per_head", "shared")
 
-
-class FeatureDropout(nn.Module):
-    r"""Dropout that draws masks only for the non-zero entries of a mostly-zero input.
-
-    :math:`\mathrm{drop}_p(x)_{ij} = x_{ij} m_{ij} / (1 - p)` with
-    :math:`m_{ij} \sim \mathrm{Bernoulli}(1 - p)`. A zero entry stays zero whatever
-    :math:`m_{ij}`, so drawing masks for the non-zeros only gives the same distribution as
-    ``nn.functional.dropout`` at a fraction of the cost on bag-of-words features (Cora: 1.3 %
-    non-zero). The non-zero positions of the last input are cached (the features of a
-    full-batch run never change); inputs with more than a quarter non-zeros use the dense
-    dropout.
-    """
-
-    def __init__(self, p: float) -> None:
-        super().__init__()
-        self.p = p
-        self._cache: tuple[weakref.ref, int, Tensor, Tensor] | None = None
-
-    def _nonzero(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        cache = self._cache
-        if cache is not None and cache[0]() is x and cache[1] == x._version:
-            return cache[2], cache[3]
-        rows, cols = x.nonzero(as_tuple=True)  # [nnz], [nnz]
-        self._cache = (weakref.ref(x), x._version, rows, cols)
-        return rows, cols
-
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        rows, cols = self._nonzero(x)
-        if rows.numel() * 4 > x.numel():
-            return nn.functional.dropout(x, p=self.p, training=True)
-        values = nn.functional.dropout(x[rows, cols], p=self.p, training=True)  # [nnz]
-        out = torch.zeros_like(x)
-        out[rows, cols] = values
-        return out
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
+__all__ = ["DROPOUT_PLACEMENTS", "GAT", "GATConfig", "FeatureDropout", "OPERATORS"]
 
 
 @dataclass
-class GATConfig:
+class GATConfig(ConfigRecord):
     """Architecture and optimisation settings of a GAT node classifier.
 
     Defaults are the transductive settings of Veličković et al., "Graph Attention
@@ -87,6 +60,11 @@ class GATConfig:
         heads: heads :math:`K` per hidden layer, concatenated (paper: 8).
         out_heads: heads of the output layer, averaged (paper: 1; Pubmed: 8).
         dropout: dropout probability on the input of every layer (paper: 0.6).
+        dropout_placement: ``"per_head"`` (the GAT authors' code: every head draws its own
+            input mask, and the projected features :math:`\\mathbf{W}\\mathbf{h}_j` are
+            dropped again, with the same :math:`p`, before the weighted sum; the scores
+            read them undropped) or ``"shared"`` (one mask on the layer input, as PyG's and
+            DGL's examples).
         attention_dropout: dropout on the normalised coefficients :math:`\\alpha_{ij}`
             (paper: 0.6).
         negative_slope: LeakyReLU slope in the attention score (paper: 0.2).
@@ -109,6 +87,7 @@ class GATConfig:
     heads: int = 8
     out_heads: int = 1
     dropout: float = 0.6
+    dropout_placement: str = "per_head"
     attention_dropout: float = 0.6
     negative_slope: float = 0.2
     add_self_loops: bool = True
@@ -123,24 +102,14 @@ class GATConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the field, the expected and the actual value."""
-        if self.operator not in OPERATORS:
-            raise ValueError(f"operator must be one of {OPERATORS}, got {self.operator!r}")
-        for name in ("num_layers", "hidden_channels", "heads", "out_heads", "max_epochs"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if not isinstance(self.patience, int) or self.patience < 1:
-            raise ValueError(f"patience must be a positive int, got {self.patience!r}")
-        for name in ("dropout", "attention_dropout"):
-            value = getattr(self, name)
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"{name} must lie in [0, 1), got {value!r}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr!r}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        if self.share_weights and self.operator != "gatv2":
-            raise ValueError("share_weights=True needs operator='gatv2', got operator='gat'")
+        require_choice(self, "operator", OPERATORS)
+        require_choice(self, "dropout_placement", DROPOUT_PLACEMENTS)
+        require_positive_ints(
+            self, ("num_layers", "hidden_channels", "heads", "out_heads", "max_epochs", "patience")
+        )
+        require_probabilities(self, ("dropout", "attention_dropout"))
+        require_optimiser(self)
+        require_shared_weights_need_gatv2(self)
 
     @classmethod
     def for_dataset(cls, name: str, operator: str = "gat", **overrides: Any) -> GATConfig:
@@ -154,19 +123,6 @@ class GATConfig:
             preset.update(out_heads=8, lr=0.01, weight_decay=1e-3)
         preset.update(overrides)
         return cls(**preset)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-dict form (for checkpoints and JSON output)."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> GATConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are refused with their names."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown GATConfig fields {unknown}; expected a subset of {known}")
-        return cls(**values)
 
 
 class GAT(nn.Module):
@@ -194,7 +150,8 @@ class GAT(nn.Module):
         self.config = config
         self.in_channels = in_channels
         self.num_classes = num_classes
-        self.input_dropout = FeatureDropout(config.dropout)
+        self.shared_dropout = config.dropout_placement == "shared"
+        self.input_dropout = FeatureDropout(config.dropout if self.shared_dropout else 0.0)
         self.layers = nn.ModuleList()
         width = in_channels
         for index in range(config.num_layers):
@@ -211,12 +168,15 @@ class GAT(nn.Module):
 
     def _make_layer(self, in_channels: int, out_channels: int, heads: int, concat: bool):
         c = self.config
+        per_head = 0.0 if self.shared_dropout else c.dropout
         common = dict(
             heads=heads,
             concat=concat,
             negative_slope=c.negative_slope,
             dropout=c.attention_dropout,
             add_self_loops=c.add_self_loops,
+            feature_dropout=per_head,
+            message_dropout=per_head,
         )
         if c.operator == "gatv2":
             return GATv2Conv(in_channels, out_channels, share_weights=c.share_weights, **common)
@@ -229,12 +189,12 @@ class GAT(nn.Module):
 
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
         """Logits ``[N, C]``; see the module docstring for the equations."""
-        p = self.config.dropout
+        p = self.config.dropout if self.shared_dropout else 0.0
         for index, layer in enumerate(self.layers):
-            # drop_p(H^(l-1)); the raw features are usually sparse bag-of-words.
+            # drop_p(H^(l-1)) here when shared; per head inside the layer otherwise.
             if index == 0:
-                x = self.input_dropout(x)  # [N, F]
-            else:
+                x = self.input_dropout(x)  # [N, F]; the raw features are sparse bag-of-words
+            elif p > 0.0:
                 x = nn.functional.dropout(x, p=p, training=self.training)  # [N, K F']
             x = layer(x, edge_index)  # [N, K F'] hidden, [N, C] output
             if index < len(self.layers) - 1:

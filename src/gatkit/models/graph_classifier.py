@@ -40,6 +40,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from gatkit.errors import GraphInputError
+from gatkit.models.config import require_choice, require_positive_ints, require_probabilities
 from gatkit.nn import (
     GATv2Conv,
     GlobalAttentionPool,
@@ -91,14 +92,17 @@ class GraphClassifierConfig:
     residual: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("in_channels", "num_classes", "edge_embedding_dim", "hidden_channels"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        for name in ("heads", "num_layers"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        require_positive_ints(
+            self,
+            (
+                "in_channels",
+                "num_classes",
+                "edge_embedding_dim",
+                "hidden_channels",
+                "heads",
+                "num_layers",
+            ),
+        )
         if not isinstance(self.num_edge_labels, int) or self.num_edge_labels < 0:
             raise ValueError(f"num_edge_labels must be an int >= 0, got {self.num_edge_labels!r}")
         if self.hidden_channels % self.heads:
@@ -106,12 +110,8 @@ class GraphClassifierConfig:
                 f"hidden_channels ({self.hidden_channels}) must be divisible by heads "
                 f"({self.heads})"
             )
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        for name in ("dropout", "attention_dropout"):
-            value = getattr(self, name)
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"{name} must lie in [0, 1), got {value!r}")
+        require_choice(self, "pooling", POOLINGS)
+        require_probabilities(self, ("dropout", "attention_dropout"))
 
     @property
     def uses_edge_features(self) -> bool:

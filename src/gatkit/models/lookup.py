@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from gatkit.errors import GraphInputError
+from gatkit.models.config import require_choice, require_positive_ints
 from gatkit.nn import GATConv, GATv2Conv
 
 __all__ = ["LOOKUP_MODELS", "LookupModel", "LookupModelConfig"]
@@ -55,10 +56,8 @@ class LookupModelConfig:
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 2:
             raise ValueError(f"k must be an int >= 2, got {self.k!r}")
-        if self.model not in LOOKUP_MODELS:
-            raise ValueError(f"model must be one of {LOOKUP_MODELS}, got {self.model!r}")
-        if not isinstance(self.heads, int) or self.heads < 1:
-            raise ValueError(f"heads must be a positive int, got {self.heads!r}")
+        require_choice(self, "model", LOOKUP_MODELS)
+        require_positive_ints(self, ("heads",))
         if not isinstance(self.hidden, int) or self.hidden < 1 or self.hidden % self.heads:
             raise ValueError(
                 f"hidden must be a positive multiple of heads={self.heads}, got {self.hidden!r}"

@@ -19,12 +19,19 @@ has none, as in the authors' code. :math:`\mathbf{Z}` are the class logits.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from torch import Tensor, nn
 
+from gatkit.models.config import (
+    ConfigRecord,
+    require_choice,
+    require_optimiser,
+    require_positive_ints,
+    require_probabilities,
+    require_shared_weights_need_gatv2,
+)
 from gatkit.models.gat import OPERATORS
 from gatkit.nn import GATConv, GATv2Conv
 
@@ -32,7 +39,7 @@ __all__ = ["ResidualGAT", "ResidualGATConfig"]
 
 
 @dataclass
-class ResidualGATConfig:
+class ResidualGATConfig(ConfigRecord):
     """Settings of :class:`ResidualGAT`; defaults are the GATv2 paper's ogbn-arxiv recipe.
 
     Brody et al., ICLR 2022, Table 3 (OGB): 3 layers, hidden width 256, dropout 0.25,
@@ -73,12 +80,8 @@ class ResidualGATConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the field, the expected and the actual value."""
-        if self.operator not in OPERATORS:
-            raise ValueError(f"operator must be one of {OPERATORS}, got {self.operator!r}")
-        for name in ("num_layers", "hidden_channels", "heads", "epochs"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        require_choice(self, "operator", OPERATORS)
+        require_positive_ints(self, ("num_layers", "hidden_channels", "heads", "epochs"))
         if self.num_layers < 2:
             raise ValueError(f"num_layers must be >= 2, got {self.num_layers}")
         if self.hidden_channels % self.heads != 0:
@@ -86,34 +89,14 @@ class ResidualGATConfig:
                 f"hidden_channels must be divisible by heads, got hidden_channels="
                 f"{self.hidden_channels} and heads={self.heads}"
             )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout!r}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr!r}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        if self.share_weights and self.operator != "gatv2":
-            raise ValueError("share_weights=True needs operator='gatv2', got operator='gat'")
+        require_probabilities(self, ("dropout",))
+        require_optimiser(self)
+        require_shared_weights_need_gatv2(self)
 
     @classmethod
     def arxiv_gatv2(cls, heads: int = 8, **overrides: Any) -> ResidualGATConfig:
         """The GATv2 paper's ogbn-arxiv recipe (heads 1 or 8), with optional overrides."""
         return cls(operator="gatv2", heads=heads, **overrides)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-dict form (for checkpoints and JSON output)."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> ResidualGATConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are refused with their names."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown ResidualGATConfig fields {unknown}; expected a subset of {known}"
-            )
-        return cls(**values)
 
 
 class ResidualGAT(nn.Module):

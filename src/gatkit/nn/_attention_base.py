@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from gatkit import ops
 from gatkit.errors import GraphInputError
+from gatkit.nn.dropout import HeadwiseProjection
 from gatkit.validation import check_edge_attr, check_edge_index, check_features
 
 NodeFeatures = Tensor | tuple[Tensor, Tensor]
@@ -74,11 +75,19 @@ class GraphAttentionBase(nn.Module):
         fill_value: float | Tensor | str,
         bias: bool,
         residual: bool,
+        feature_dropout: float = 0.0,
+        message_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         check_layer_arguments(
             in_channels, out_channels, heads, negative_slope, dropout, edge_dim, fill_value
         )
+        for name, value in (
+            ("feature_dropout", feature_dropout),
+            ("message_dropout", message_dropout),
+        ):
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} must lie in [0, 1), got {value!r}")
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.heads = heads
@@ -89,6 +98,9 @@ class GraphAttentionBase(nn.Module):
         self.edge_dim = edge_dim
         self.fill_value = fill_value
         self.residual = residual
+        self.feature_dropout = feature_dropout
+        self.message_dropout = message_dropout
+        self.head_projection = HeadwiseProjection(heads, feature_dropout)
         self.out_width = out_channels * (heads if concat else 1)
         self.residual_projection = (
             nn.Linear(self.target_in_channels, self.out_width, bias=False) if residual else None
@@ -142,6 +154,25 @@ class GraphAttentionBase(nn.Module):
             )
         x = check_features(x, "x", self.source_in_channels)
         return x, x, False
+
+    def project(self, x: Tensor, linears: list[nn.Linear]) -> list[Tensor]:
+        r""":math:`\mathbf{W}^k \mathrm{drop}_p^k(\mathbf{h})` ``[N, K, C]`` for each map.
+
+        With ``feature_dropout`` :math:`p > 0` each head draws its own input mask (the GAT
+        authors' code); the maps in ``linears`` share the masks.
+        """
+        return self.head_projection(x, linears)
+
+    def drop_messages(self, values: Tensor) -> Tensor | None:
+        r"""``drop_p(W h_j)`` ``[N_s, K, C]`` for the aggregation only, or ``None`` if inactive.
+
+        The GAT authors' code drops the projected features before
+        :math:`\sum_j \alpha_{ij} \mathbf{W}\mathbf{h}_j` while the scores read them
+        undropped (``message_dropout``).
+        """
+        if not self.training or self.message_dropout == 0.0:
+            return None
+        return nn.functional.dropout(values, p=self.message_dropout, training=True)
 
     def prepare_edges(
         self,

@@ -54,6 +54,10 @@ class GATConv(GraphAttentionBase):
             ``"min"``, ``"mul"``.
         bias: add a learnable bias to the output.
         residual: add a linear projection of the target input to the output.
+        feature_dropout: dropout on the input :math:`\mathbf{h}` with an independent mask
+            per head (the GAT authors' code; PyG leaves input dropout to the model).
+        message_dropout: dropout on :math:`\mathbf{W}\mathbf{h}_j` in the weighted sum only
+            (the GAT authors' code); the scores read the undropped projection.
 
     Shapes:
         - input: ``x`` ``[N, F_in]`` or ``([N_s, F_s], [N_t, F_t])``; ``edge_index``
@@ -76,6 +80,8 @@ class GATConv(GraphAttentionBase):
         fill_value: float | Tensor | str = "mean",
         bias: bool = True,
         residual: bool = False,
+        feature_dropout: float = 0.0,
+        message_dropout: float = 0.0,
     ) -> None:
         super().__init__(
             in_channels,
@@ -89,6 +95,8 @@ class GATConv(GraphAttentionBase):
             fill_value,
             bias,
             residual,
+            feature_dropout,
+            message_dropout,
         )
         width = heads * out_channels
         # W (shared by both ends) or, for bipartite input, W_s and W_t.
@@ -154,13 +162,14 @@ class GATConv(GraphAttentionBase):
         src, dst = edge_index  # j, i
 
         # W h_j and W h_i, per head.
-        wh_src = self.project_source(x_src).view(-1, H, C)  # [N_s, H, C]
-        if self.project_target is not None:
-            wh_dst = self.project_target(x_dst).view(-1, H, C)  # [N_t, H, C]
-        elif bipartite:
-            wh_dst = self.project_source(x_dst).view(-1, H, C)  # [N_t, H, C]
+        (wh_src,) = self.project(x_src, [self.project_source])  # [N_s, H, C]
+        if bipartite:
+            target_projection = self.project_target or self.project_source
+            (wh_dst,) = self.project(x_dst, [target_projection])  # [N_t, H, C]
         else:
             wh_dst = wh_src
+        dropped = self.drop_messages(wh_src)  # [N_s, H, C] or None
+        messages = wh_src if dropped is None else dropped
 
         # a_sᵀ W h_j and a_tᵀ W h_i: one scalar per node and head.
         score_src = (wh_src * self.att_source).sum(-1)  # [N_s, H]
@@ -176,7 +185,7 @@ class GATConv(GraphAttentionBase):
                 edge_score = edge_attr @ att_edge.t()  # [E, H]
             scale = self.dropout_scale(src.numel(), score_src)  # [E, H] or None
             out, alpha = ops.gat_attention(
-                kernels, csr, score_src, score_dst, edge_score, wh_src, self.negative_slope, scale
+                kernels, csr, score_src, score_dst, edge_score, messages, self.negative_slope, scale
             )  # [N_t, H, C], [E, H]
             out = self.combine_heads(out, x_dst)  # [N_t, H C] or [N_t, C]
             return self.finish(out, edge_index, alpha, scale, return_attention_weights)
@@ -190,7 +199,7 @@ class GATConv(GraphAttentionBase):
 
         # α_ij = softmax_j(e_ij); h_i' = Σ_j α_ij W h_j.
         alpha = self.attend(scores, dst, num_dst)  # [E, H]
-        out = self.aggregate(alpha, wh_src, edge_index, num_dst)  # [N_t, H, C]
+        out = self.aggregate(alpha, messages, edge_index, num_dst)  # [N_t, H, C]
         out = self.combine_heads(out, x_dst)  # [N_t, H C] or [N_t, C]
 
         return self.finish(out, edge_index, alpha, None, return_attention_weights)

@@ -46,6 +46,10 @@ class GATv2Conv(GraphAttentionBase):
         bias: biases in :math:`\mathbf{W}_s, \mathbf{W}_t` and on the output.
         share_weights: use one matrix for :math:`\mathbf{W}_s` and :math:`\mathbf{W}_t`.
         residual: add a linear projection of the target input to the output.
+        feature_dropout: dropout on the input :math:`\mathbf{h}` with an independent mask
+            per head (as the GAT authors' code; PyG leaves input dropout to the model).
+        message_dropout: dropout on :math:`\mathbf{W}_s\mathbf{h}_j` in the weighted sum
+            only (as the GAT authors' code); the scores read the undropped projection.
 
     Shapes:
         - input: ``x`` ``[N, F_in]`` or ``([N_s, F_s], [N_t, F_t])``; ``edge_index``
@@ -69,6 +73,8 @@ class GATv2Conv(GraphAttentionBase):
         bias: bool = True,
         share_weights: bool = False,
         residual: bool = False,
+        feature_dropout: float = 0.0,
+        message_dropout: float = 0.0,
     ) -> None:
         super().__init__(
             in_channels,
@@ -82,6 +88,8 @@ class GATv2Conv(GraphAttentionBase):
             fill_value,
             bias,
             residual,
+            feature_dropout,
+            message_dropout,
         )
         if share_weights and self.source_in_channels != self.target_in_channels:
             raise ValueError(
@@ -135,7 +143,7 @@ class GATv2Conv(GraphAttentionBase):
     ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
         """Apply the layer; see the class docstring for the equations and shapes."""
         H, C = self.heads, self.out_channels
-        x_src, x_dst, _ = self.split_inputs(x)
+        x_src, x_dst, bipartite = self.split_inputs(x)
         num_src, num_dst = x_src.size(0), x_dst.size(0)
         kernels = ops.kernels_for(x_src.device, x_src.dtype)  # None: reference primitives
         edge_index, edge_attr, csr = self.prepare_graph(
@@ -144,9 +152,16 @@ class GATv2Conv(GraphAttentionBase):
         src, dst = edge_index  # j, i
 
         # W_s h_j and W_t h_i, per head.
-        ws_h = self.project_source(x_src).view(-1, H, C)  # [N_s, H, C]
         target_projection = self.project_target or self.project_source
-        wt_h = target_projection(x_dst).view(-1, H, C)  # [N_t, H, C]
+        if bipartite:
+            (ws_h,) = self.project(x_src, [self.project_source])  # [N_s, H, C]
+            (wt_h,) = self.project(x_dst, [target_projection])  # [N_t, H, C]
+        elif self.project_target is None:
+            (ws_h,) = self.project(x_src, [self.project_source])  # [N, H, C]
+            wt_h = ws_h
+        else:  # one input, so one set of head masks for both maps
+            ws_h, wt_h = self.project(x_src, [self.project_source, self.project_target])
+        dropped = self.drop_messages(ws_h)  # [N_s, H, C] or None
 
         if kernels is not None:
             # One fused pass per destination: e_ij, α_ij, Σ_j α_ij W_s h_j; the [E, H, C]
@@ -163,6 +178,7 @@ class GATv2Conv(GraphAttentionBase):
                 self.project_edge.weight if use_edges else None,
                 self.negative_slope,
                 scale,
+                dropped,
             )  # [N_t, H, C], [E, H]
             out = self.combine_heads(out, x_dst)  # [N_t, H C] or [N_t, C]
             return self.finish(out, edge_index, alpha, scale, return_attention_weights)
@@ -176,7 +192,8 @@ class GATv2Conv(GraphAttentionBase):
 
         # α_ij = softmax_j(e_ij); h_i' = Σ_j α_ij W_s h_j.
         alpha = self.attend(scores, dst, num_dst)  # [E, H]
-        out = self.aggregate(alpha, ws_h, edge_index, num_dst)  # [N_t, H, C]
+        messages = ws_h if dropped is None else dropped
+        out = self.aggregate(alpha, messages, edge_index, num_dst)  # [N_t, H, C]
         out = self.combine_heads(out, x_dst)  # [N_t, H C] or [N_t, C]
         return self.finish(out, edge_index, alpha, None, return_attention_weights)
 

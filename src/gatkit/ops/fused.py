@@ -20,7 +20,8 @@ each head, one pass computes the edge logits, the stable softmax and the weighte
 
 with :math:`m_i` the running maximum of the logits, :math:`d_{ij}` the attention-dropout
 scale (:math:`0` or :math:`1/(1-p)`, exactly ``F.dropout`` applied to :math:`\alpha`) and
-:math:`\mathbf{v} = \mathbf{W}\mathbf{h}` (GAT) or :math:`\mathbf{x}^s` (GATv2).
+:math:`\mathbf{v} = \mathbf{W}\mathbf{h}` (GAT) or :math:`\mathbf{x}^s` (GATv2; a separate
+:math:`\mathbf{v}` when the messages are dropped out and the scores are not).
 
 The backward pass keeps only node tensors and ``[E, H]`` tensors (:math:`\alpha`, the
 dropout scale, GAT's edge score) and recomputes the rest per segment:
@@ -110,14 +111,14 @@ def _cpp_adapter(module: ModuleType) -> SimpleNamespace:
             module.gat_backward(*csr.astuple(), ss, sd, es, wh, slope, scale, alpha, gout, galpha)
         )
 
-    def gatv2_forward(csr, xs, xt, xe, att, slope, scale):
-        return tuple(module.gatv2_forward(*csr.astuple()[:3], xs, xt, xe, att, slope, scale))
+    def gatv2_forward(csr, xs, xt, xe, att, slope, scale, vs=None):
+        return tuple(module.gatv2_forward(*csr.astuple()[:3], xs, xt, xe, att, slope, scale, vs))
 
-    def gatv2_backward(csr, xs, xt, xe, att, slope, scale, alpha, gout, galpha, need_gxe):
-        gxs, gxt, gxe, gatt = module.gatv2_backward(
-            *csr.astuple(), xs, xt, xe, att, slope, scale, alpha, gout, galpha, need_gxe
+    def gatv2_backward(csr, xs, xt, xe, att, slope, scale, alpha, gout, galpha, need_gxe, vs=None):
+        gxs, gxt, gxe, gatt, gvs = module.gatv2_backward(
+            *csr.astuple(), xs, xt, xe, att, slope, scale, alpha, gout, galpha, need_gxe, vs
         )
-        return gxs, gxt, (gxe if need_gxe else None), gatt
+        return gxs, gxt, (gxe if need_gxe else None), gatt, (gvs if vs is not None else None)
 
     return SimpleNamespace(
         name="cpp",
@@ -208,11 +209,11 @@ class _GATAttention(torch.autograd.Function):
 
 class _GATv2Attention(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, kernels, csr, xs, xt, att, edge_attr, edge_weight, slope, scale):
-        xs, xt, att, scale = _c(xs), _c(xt), _c(att), _c(scale)
+    def forward(ctx, kernels, csr, xs, xt, att, edge_attr, edge_weight, slope, scale, vs):
+        xs, xt, att, scale, vs = _c(xs), _c(xt), _c(att), _c(scale), _c(vs)
         xe = _edge_projection(edge_attr, edge_weight, xs.shape[1:])  # [E, H, C], not saved
-        out, alpha = kernels.gatv2_forward(csr, xs, xt, xe, att, slope, scale)
-        ctx.save_for_backward(xs, xt, att, edge_attr, edge_weight, scale, alpha)
+        out, alpha = kernels.gatv2_forward(csr, xs, xt, xe, att, slope, scale, vs)
+        ctx.save_for_backward(xs, xt, att, edge_attr, edge_weight, scale, alpha, vs)
         ctx.kernels, ctx.csr, ctx.slope = kernels, csr, slope
         ctx.set_materialize_grads(False)
         return out, alpha
@@ -220,12 +221,12 @@ class _GATv2Attention(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, gout, galpha):
-        xs, xt, att, edge_attr, edge_weight, scale, alpha = ctx.saved_tensors
+        xs, xt, att, edge_attr, edge_weight, scale, alpha, vs = ctx.saved_tensors
         if gout is None:
             gout = torch.zeros((xt.size(0), *xs.shape[1:]), dtype=xs.dtype, device=xs.device)
         xe = _edge_projection(edge_attr, edge_weight, xs.shape[1:])  # recomputed
         need_gxe = xe is not None and (ctx.needs_input_grad[5] or ctx.needs_input_grad[6])
-        gxs, gxt, gxe, gatt = ctx.kernels.gatv2_backward(
+        gxs, gxt, gxe, gatt, gvs = ctx.kernels.gatv2_backward(
             ctx.csr,
             xs,
             xt,
@@ -237,6 +238,7 @@ class _GATv2Attention(torch.autograd.Function):
             gout.contiguous(),
             _c(galpha),
             need_gxe,
+            vs,
         )
         g_attr = g_weight = None
         if need_gxe:
@@ -245,7 +247,7 @@ class _GATv2Attention(torch.autograd.Function):
                 g_attr = gxe @ edge_weight  # [E, D]
             if ctx.needs_input_grad[6]:
                 g_weight = gxe.t() @ edge_attr  # [H C, D]
-        return None, None, gxs, gxt, gatt, g_attr, g_weight, None, None
+        return None, None, gxs, gxt, gatt, g_attr, g_weight, None, None, gvs
 
 
 def _edge_projection(edge_attr: Tensor | None, weight: Tensor | None, head_shape) -> Tensor | None:
@@ -295,6 +297,7 @@ def gatv2_attention(
     edge_weight: Tensor | None,
     negative_slope: float,
     dropout_scale: Tensor | None = None,
+    values: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Fused GATv2 attention and aggregation.
 
@@ -308,10 +311,21 @@ def gatv2_attention(
         edge_weight: ``[H C, D]`` :math:`\\mathbf{W}_e` (no bias), or ``None``.
         negative_slope: LeakyReLU slope.
         dropout_scale: ``[E, H]`` from :func:`attention_dropout_scale`, or ``None``.
+        values: ``[N_s, H, C]`` messages :math:`\\mathbf{v}_j` when they are not
+            :math:`\\mathbf{x}^s_j` (message dropout), or ``None``.
 
     Returns:
         ``(out [N_t, H, C], alpha [E, H])``; ``alpha`` is before dropout, in the user's order.
     """
     return _GATv2Attention.apply(
-        kernels, csr, x_src, x_dst, att, edge_attr, edge_weight, negative_slope, dropout_scale
+        kernels,
+        csr,
+        x_src,
+        x_dst,
+        att,
+        edge_attr,
+        edge_weight,
+        negative_slope,
+        dropout_scale,
+        values,
     )

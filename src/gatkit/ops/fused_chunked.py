@@ -129,9 +129,13 @@ def _gatv2_hidden(csr, xs, xt, xe, r0, r1, p0, p1, local):
     return z, src, eids
 
 
-def gatv2_forward(csr, xs, xt, xe, att, slope, scale):
-    """GATv2 attention forward; see :func:`gatkit.ops.fused.gatv2_attention`."""
+def gatv2_forward(csr, xs, xt, xe, att, slope, scale, vs=None):
+    """GATv2 attention forward; see :func:`gatkit.ops.fused.gatv2_attention`.
+
+    ``vs`` ``[N_s, H, C]``: the messages when they differ from ``xs`` (``None``: ``xs``).
+    """
     Nt, (H, C) = xt.size(0), xs.shape[1:]
+    values = xs if vs is None else vs
     out = xs.new_zeros((Nt, H, C))
     alpha = xs.new_empty((csr.num_edges, H))
     for r0, r1, p0, p1, local in _chunks(csr):
@@ -140,18 +144,23 @@ def gatv2_forward(csr, xs, xt, xe, att, slope, scale):
         alpha[eids] = a
         if scale is not None:
             a = a * scale.index_select(0, eids)
-        out[r0:r1].index_add_(0, local, a.unsqueeze(-1) * xs.index_select(0, src))
+        out[r0:r1].index_add_(0, local, a.unsqueeze(-1) * values.index_select(0, src))
     return out, alpha
 
 
-def gatv2_backward(csr, xs, xt, xe, att, slope, scale, alpha, gout, galpha, need_gxe):
-    """GATv2 attention backward: ``(grad xs, grad xt, grad xe or None, grad att)``."""
+def gatv2_backward(csr, xs, xt, xe, att, slope, scale, alpha, gout, galpha, need_gxe, vs=None):
+    """GATv2 attention backward: ``(grad xs, grad xt, grad xe or None, grad att, grad vs)``.
+
+    ``grad vs`` is ``None`` when ``vs`` is (the message gradient is then part of ``grad xs``).
+    """
+    values = xs if vs is None else vs
     gxs, gxt, gatt = torch.zeros_like(xs), torch.zeros_like(xt), torch.zeros_like(att)
+    gvs = None if vs is None else torch.zeros_like(vs)
     gxe = xs.new_empty((csr.num_edges, *xs.shape[1:])) if need_gxe else None
     for r0, r1, p0, p1, local in _chunks(csr):
         z, src, eids = _gatv2_hidden(csr, xs, xt, xe, r0, r1, p0, p1, local)
         a = alpha.index_select(0, eids)  # [E_c, H]
-        g = _upstream(gout[r0:r1], xs.index_select(0, src), local, eids, scale, galpha)
+        g = _upstream(gout[r0:r1], values.index_select(0, src), local, eids, scale, galpha)
         dl = _softmax_grad(a, g, local, r1 - r0)  # [E_c, H]
         gatt += (dl.unsqueeze(-1) * _leaky(z, slope)).sum(0)
         dz = dl.unsqueeze(-1) * att * _leaky_grad(z, slope)  # [E_c, H, C]
@@ -159,5 +168,10 @@ def gatv2_backward(csr, xs, xt, xe, att, slope, scale, alpha, gout, galpha, need
         if gxe is not None:
             gxe[eids] = dz
         ad = a if scale is None else a * scale.index_select(0, eids)
-        gxs.index_add_(0, src, dz + ad.unsqueeze(-1) * gout[r0:r1].index_select(0, local))
-    return gxs, gxt, gxe, gatt
+        gmessage = ad.unsqueeze(-1) * gout[r0:r1].index_select(0, local)  # [E_c, H, C]
+        if gvs is None:
+            gxs.index_add_(0, src, dz + gmessage)
+        else:
+            gxs.index_add_(0, src, dz)
+            gvs.index_add_(0, src, gmessage)
+    return gxs, gxt, gxe, gatt, gvs

@@ -40,9 +40,10 @@ def _leaky_grad(z, slope):
 # ------------------------------------------------------------------------------ GATv2 ----
 @triton.jit
 def _gatv2_fwd(
-    rowptr, col, perm, xs, xt, xe, att, scale, out, alpha,
+    rowptr, col, perm, xs, xt, xe, att, scale, vs, out, alpha,
     H, C, slope_ptr,
-    HAS_XE: tl.constexpr, HAS_SCALE: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_C: tl.constexpr,
+    HAS_XE: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_VS: tl.constexpr,
+    BLOCK_E: tl.constexpr, BLOCK_C: tl.constexpr,
 ):  # fmt: skip
     i = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1).to(tl.int64)
@@ -76,6 +77,8 @@ def _gatv2_fwd(
         s = s * r + tl.sum(w, axis=0)
         if HAS_SCALE:
             w = w * tl.load(scale + e * H + h, mask=emask, other=0.0)
+        if HAS_VS:  # messages other than xs (message dropout)
+            v = tl.load(vs + (j[:, None] * H + h) * C + cs[None, :], mask=tile, other=0.0)
         acc = acc * r + tl.sum(w[:, None] * v, axis=0)
         m = m_new
     s_safe = tl.where(s > 0, s, 1.0)
@@ -90,7 +93,7 @@ def _gatv2_fwd(
 
 @triton.jit
 def _gatv2_bwd_dst(
-    rowptr, col, perm, xs, xt, xe, att, scale, alpha, gout, galpha,
+    rowptr, col, perm, xs, xt, xe, att, scale, vs, alpha, gout, galpha,
     dlogit, gxt, gxe, gatt_rows,
     H, C, slope_ptr,
     HAS_XE: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_GALPHA: tl.constexpr,
@@ -107,13 +110,13 @@ def _gatv2_bwd_dst(
     xt_i = tl.load(xt + (i * H + h) * C + cs, mask=cmask, other=0.0)
     a = tl.load(att + h * C + cs, mask=cmask, other=0.0)
     dot_sum = tl.sum(g * 0.0, axis=0)
-    for p0 in range(start, end, BLOCK_E):  # g_e = d_e <gout_i, xs_j> + galpha_e
+    for p0 in range(start, end, BLOCK_E):  # g_e = d_e <gout_i, v_j> + galpha_e
         ps = p0 + tl.arange(0, BLOCK_E)
         emask = ps < end
         j = tl.load(col + ps, mask=emask, other=0)
         e = tl.load(perm + ps, mask=emask, other=0)
         tile = emask[:, None] & cmask[None, :]
-        v = tl.load(xs + (j[:, None] * H + h) * C + cs[None, :], mask=tile, other=0.0)
+        v = tl.load(vs + (j[:, None] * H + h) * C + cs[None, :], mask=tile, other=0.0)
         d = tl.sum(v * g[None, :], axis=1)
         if HAS_SCALE:
             d = d * tl.load(scale + e * H + h, mask=emask, other=0.0)
@@ -150,9 +153,10 @@ def _gatv2_bwd_dst(
 
 @triton.jit
 def _gatv2_bwd_src(
-    colptr, row, cperm, xs, xt, xe, att, scale, alpha, gout, dlogit, gxs,
+    colptr, row, cperm, xs, xt, xe, att, scale, alpha, gout, dlogit, gxs, gvs,
     H, C, slope_ptr,
-    HAS_XE: tl.constexpr, HAS_SCALE: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_C: tl.constexpr,
+    HAS_XE: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_VS: tl.constexpr,
+    BLOCK_E: tl.constexpr, BLOCK_C: tl.constexpr,
 ):  # fmt: skip
     j = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1).to(tl.int64)
@@ -164,6 +168,7 @@ def _gatv2_bwd_src(
     xs_j = tl.load(xs + (j * H + h) * C + cs, mask=cmask, other=0.0)
     a = tl.load(att + h * C + cs, mask=cmask, other=0.0)
     acc = xs_j * 0.0
+    acc_v = xs_j * 0.0  # message part when the messages are separate values
     for q0 in range(start, end, BLOCK_E):  # gxs_j = sum_e alpha_e d_e gout_i + dz_e
         qs = q0 + tl.arange(0, BLOCK_E)
         emask = qs < end
@@ -179,9 +184,15 @@ def _gatv2_bwd_src(
         if HAS_SCALE:
             al = al * tl.load(scale + e * H + h, mask=emask, other=0.0)
         dl = tl.load(dlogit + e * H + h, mask=emask, other=0.0)
-        term = al[:, None] * g + dl[:, None] * a[None, :] * _leaky_grad(z, slope)
-        acc += tl.sum(tl.where(tile, term, 0.0), axis=0)
+        score_term = dl[:, None] * a[None, :] * _leaky_grad(z, slope)
+        if HAS_VS:
+            acc += tl.sum(tl.where(tile, score_term, 0.0), axis=0)
+            acc_v += tl.sum(tl.where(tile, al[:, None] * g, 0.0), axis=0)
+        else:
+            acc += tl.sum(tl.where(tile, al[:, None] * g + score_term, 0.0), axis=0)
     tl.store(gxs + (j * H + h) * C + cs, acc, mask=cmask)
+    if HAS_VS:
+        tl.store(gvs + (j * H + h) * C + cs, acc_v, mask=cmask)
 
 
 # -------------------------------------------------------------------------------- GAT ----
@@ -325,7 +336,7 @@ def _or(t: Tensor | None, dummy: Tensor) -> Tensor:
     return dummy if t is None else t
 
 
-def gatv2_forward(csr: EdgeCSR, xs, xt, xe, att, slope, scale):
+def gatv2_forward(csr: EdgeCSR, xs, xt, xe, att, slope, scale, vs=None):
     """GATv2 attention forward; see :func:`gatkit.ops.fused.gatv2_attention`."""
     Nt, (H, C) = xt.size(0), xs.shape[1:]
     out = xs.new_empty((Nt, H, C))
@@ -333,16 +344,19 @@ def gatv2_forward(csr: EdgeCSR, xs, xt, xe, att, slope, scale):
     if Nt > 0:
         _gatv2_fwd[(Nt, H)](
             csr.rowptr, csr.col, csr.perm, xs, xt, _or(xe, xs), att, _or(scale, alpha),
-            out, alpha, H, C, _scalar(slope, alpha),
-            HAS_XE=xe is not None, HAS_SCALE=scale is not None,
+            _or(vs, xs), out, alpha, H, C, _scalar(slope, alpha),
+            HAS_XE=xe is not None, HAS_SCALE=scale is not None, HAS_VS=vs is not None,
             BLOCK_E=BLOCK_E, BLOCK_C=_block_c(C),
         )  # fmt: skip
     return out, alpha
 
 
-def gatv2_backward(csr: EdgeCSR, xs, xt, xe, att, slope, scale, alpha, gout, galpha, need_gxe):
-    """GATv2 attention backward: ``(grad xs, grad xt, grad xe or None, grad att)``."""
+def gatv2_backward(
+    csr: EdgeCSR, xs, xt, xe, att, slope, scale, alpha, gout, galpha, need_gxe, vs=None
+):
+    """GATv2 attention backward: ``(grad xs, grad xt, grad xe or None, grad att, grad vs)``."""
     Nt, Ns, (H, C) = xt.size(0), xs.size(0), xs.shape[1:]
+    gvs = None if vs is None else torch.zeros_like(vs)
     dlogit = torch.empty_like(alpha)
     gxt = torch.zeros_like(xt)
     gxs = torch.zeros_like(xs)
@@ -350,8 +364,8 @@ def gatv2_backward(csr: EdgeCSR, xs, xt, xe, att, slope, scale, alpha, gout, gal
     gatt_rows = xt.new_zeros((Nt, H, C))
     if Nt > 0:
         _gatv2_bwd_dst[(Nt, H)](
-            csr.rowptr, csr.col, csr.perm, xs, xt, _or(xe, xs), att, _or(scale, alpha), alpha,
-            gout, _or(galpha, alpha), dlogit, gxt, _or(gxe, xs), gatt_rows,
+            csr.rowptr, csr.col, csr.perm, xs, xt, _or(xe, xs), att, _or(scale, alpha),
+            _or(vs, xs), alpha, gout, _or(galpha, alpha), dlogit, gxt, _or(gxe, xs), gatt_rows,
             H, C, _scalar(slope, alpha),
             HAS_XE=xe is not None, HAS_SCALE=scale is not None, HAS_GALPHA=galpha is not None,
             NEED_GXE=gxe is not None, BLOCK_E=BLOCK_E, BLOCK_C=_block_c(C),
@@ -359,11 +373,11 @@ def gatv2_backward(csr: EdgeCSR, xs, xt, xe, att, slope, scale, alpha, gout, gal
     if Ns > 0:
         _gatv2_bwd_src[(Ns, H)](
             csr.colptr, csr.row, csr.cperm, xs, xt, _or(xe, xs), att, _or(scale, alpha), alpha,
-            gout, dlogit, gxs, H, C, _scalar(slope, alpha),
-            HAS_XE=xe is not None, HAS_SCALE=scale is not None,
+            gout, dlogit, gxs, _or(gvs, gxs), H, C, _scalar(slope, alpha),
+            HAS_XE=xe is not None, HAS_SCALE=scale is not None, HAS_VS=vs is not None,
             BLOCK_E=BLOCK_E, BLOCK_C=_block_c(C),
         )  # fmt: skip
-    return gxs, gxt, gxe, gatt_rows.sum(0)
+    return gxs, gxt, gxe, gatt_rows.sum(0), gvs
 
 
 def gat_forward(csr: EdgeCSR, ss, sd, es, wh, slope, scale):

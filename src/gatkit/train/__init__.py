@@ -1,8 +1,13 @@
 """Training: early stopping, checkpoints, seeding, the full-batch node trainer, experiments."""
 
+from gatkit.train.attention_stats import attention_entropy, layer_entropies
 from gatkit.train.checkpoint import load_checkpoint, save_checkpoint
 from gatkit.train.early_stopping import GATEarlyStopping, StopDecision
 from gatkit.train.experiment import run_node_experiment
+from gatkit.train.graph_classification import CrossValidationConfig, cross_validate
+from gatkit.train.layerwise import layerwise_inference
+from gatkit.train.lookup import LookupTrainConfig, train_lookup
+from gatkit.train.minibatch import MiniBatchNodeTrainer
 from gatkit.train.node_trainer import NodeTrainer, NodeTrainResult, model_from_checkpoint
 from gatkit.train.seeding import (
     capture_rng_state,
@@ -12,11 +17,18 @@ from gatkit.train.seeding import (
 )
 
 __all__ = [
+    "CrossValidationConfig",
     "GATEarlyStopping",
+    "LookupTrainConfig",
+    "MiniBatchNodeTrainer",
     "NodeTrainResult",
     "NodeTrainer",
     "StopDecision",
+    "attention_entropy",
     "capture_rng_state",
+    "cross_validate",
+    "layer_entropies",
+    "layerwise_inference",
     "load_checkpoint",
     "model_from_checkpoint",
     "restore_rng_state",
@@ -24,4 +36,5 @@ __all__ = [
     "save_checkpoint",
     "seed_everything",
     "set_deterministic",
+    "train_lookup",
 ]

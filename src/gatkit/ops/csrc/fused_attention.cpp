@@ -188,8 +188,8 @@ inline T gatv2_logit(const T* xs_j, const T* xt_i, const T* xe_e, const T* att_h
 template <typename T>
 void gatv2_forward_kernel(int64_t Nt, int64_t H, int64_t C, const int64_t* rowptr,
                           const int64_t* col, const int64_t* perm, const T* xs, const T* xt,
-                          const T* xe, const T* att, T slope, const T* scale, T* out,
-                          T* alpha) {
+                          const T* xe, const T* att, const T* vs, T slope, const T* scale,
+                          T* out, T* alpha) {
 #pragma omp parallel
   {
     std::vector<T> m(H), s(H), acc(H * C);
@@ -202,6 +202,7 @@ void gatv2_forward_kernel(int64_t Nt, int64_t H, int64_t C, const int64_t* rowpt
       for (int64_t p = rowptr[i]; p < rowptr[i + 1]; ++p) {
         const int64_t j = col[p], e = perm[p];
         const T* xs_j = xs + j * H * C;
+        const T* v_j = (vs ? vs : xs) + j * H * C;
         const T* xe_e = xe ? xe + e * H * C : nullptr;
         for (int64_t h = 0; h < H; ++h) {
           const T logit = gatv2_logit(xs_j + h * C, xt_i + h * C,
@@ -210,7 +211,7 @@ void gatv2_forward_kernel(int64_t Nt, int64_t H, int64_t C, const int64_t* rowpt
           T* a = acc.data() + h * C;
           T w = online_step(logit, m[h], s[h], a, C);
           if (scale) w *= scale[e * H + h];
-          for (int64_t c = 0; c < C; ++c) a[c] += w * xs_j[h * C + c];
+          for (int64_t c = 0; c < C; ++c) a[c] += w * v_j[h * C + c];
         }
       }
       finish_row(i, H, C, rowptr, perm, m.data(), s.data(), acc.data(), out, alpha);
@@ -224,8 +225,9 @@ void gatv2_forward_kernel(int64_t Nt, int64_t H, int64_t C, const int64_t* rowpt
 template <typename T>
 void gatv2_backward_dst_kernel(int64_t Nt, int64_t H, int64_t C, const int64_t* rowptr,
                                const int64_t* col, const int64_t* perm, const T* xs,
-                               const T* xt, const T* xe, const T* att, T slope, const T* scale,
-                               const T* alpha, const T* gout, const T* galpha, T* dlogit,
+                               const T* xt, const T* xe, const T* att, const T* vs, T slope,
+                               const T* scale, const T* alpha, const T* gout, const T* galpha,
+                               T* dlogit,
                                T* gxt, T* gxe, T* gatt_threads) {
 #pragma omp parallel
   {
@@ -240,7 +242,7 @@ void gatv2_backward_dst_kernel(int64_t Nt, int64_t H, int64_t C, const int64_t* 
       for (int64_t k = 0; k < H * C; ++k) gxt_i[k] = T(0);
       for (int64_t p = rowptr[i]; p < rowptr[i + 1]; ++p) {
         const int64_t j = col[p], e = perm[p];
-        const T* v = xs + j * H * C;
+        const T* v = (vs ? vs : xs) + j * H * C;
         for (int64_t h = 0; h < H; ++h) {
           T d = 0;
           for (int64_t c = 0; c < C; ++c) d += g[h * C + c] * v[h * C + c];
@@ -272,17 +274,19 @@ void gatv2_backward_dst_kernel(int64_t Nt, int64_t H, int64_t C, const int64_t* 
   }
 }
 
-// Source pass: gxs_j = sum_e (alpha_e d_e gout_i + dz_e), dz_e recomputed from dlogit.
+// Source pass: gxs_j = sum_e (alpha_e d_e gout_i + dz_e), dz_e recomputed from dlogit. With
+// separate values vs (messages other than xs), the first term goes to gvs_j instead.
 template <typename T>
 void gatv2_backward_src_kernel(int64_t Ns, int64_t H, int64_t C, const int64_t* colptr,
                                const int64_t* row, const int64_t* cperm, const T* xs,
                                const T* xt, const T* xe, const T* att, T slope, const T* scale,
-                               const T* alpha, const T* gout, const T* dlogit, T* gxs) {
+                               const T* alpha, const T* gout, const T* dlogit, T* gxs, T* gvs) {
 #pragma omp parallel for schedule(dynamic, kRowsPerTask)
   for (int64_t j = 0; j < Ns; ++j) {
     const T* xs_j = xs + j * H * C;
-    T* gv = gxs + j * H * C;
-    for (int64_t k = 0; k < H * C; ++k) gv[k] = T(0);
+    T* gx = gxs + j * H * C;
+    T* gv = gvs ? gvs + j * H * C : gx;  // separate values: their gradient apart
+    for (int64_t k = 0; k < H * C; ++k) gx[k] = gv[k] = T(0);
     for (int64_t q = colptr[j]; q < colptr[j + 1]; ++q) {
       const int64_t i = row[q], e = cperm[q];
       const T* g = gout + i * H * C;
@@ -295,7 +299,8 @@ void gatv2_backward_src_kernel(int64_t Ns, int64_t H, int64_t C, const int64_t* 
         for (int64_t c = 0; c < C; ++c) {
           const int64_t k = h * C + c;
           const T z = xs_j[k] + xt_i[k] + (xe_e ? xe_e[k] : T(0));
-          gv[k] += a * g[k] + dl * att[k] * leaky_grad(z, slope);
+          gv[k] += a * g[k];
+          gx[k] += dl * att[k] * leaky_grad(z, slope);
         }
       }
     }
@@ -349,7 +354,7 @@ std::vector<Tensor> gat_backward(Tensor rowptr, Tensor col, Tensor perm, Tensor 
 
 std::vector<Tensor> gatv2_forward(Tensor rowptr, Tensor col, Tensor perm, Tensor xs, Tensor xt,
                                   std::optional<Tensor> xe, Tensor att, double slope,
-                                  std::optional<Tensor> scale) {
+                                  std::optional<Tensor> scale, std::optional<Tensor> vs) {
   const int64_t Nt = xt.size(0), H = xs.size(1), C = xs.size(2), E = col.size(0);
   auto out = at::empty({Nt, H, C}, xs.options());
   auto alpha = at::empty({E, H}, xs.options());
@@ -357,8 +362,8 @@ std::vector<Tensor> gatv2_forward(Tensor rowptr, Tensor col, Tensor perm, Tensor
     gatv2_forward_kernel<scalar_t>(
         Nt, H, C, rowptr.data_ptr<int64_t>(), col.data_ptr<int64_t>(), perm.data_ptr<int64_t>(),
         xs.data_ptr<scalar_t>(), xt.data_ptr<scalar_t>(), opt_ptr<scalar_t>(xe),
-        att.data_ptr<scalar_t>(), static_cast<scalar_t>(slope), opt_ptr<scalar_t>(scale),
-        out.data_ptr<scalar_t>(), alpha.data_ptr<scalar_t>());
+        att.data_ptr<scalar_t>(), opt_ptr<scalar_t>(vs), static_cast<scalar_t>(slope),
+        opt_ptr<scalar_t>(scale), out.data_ptr<scalar_t>(), alpha.data_ptr<scalar_t>());
   });
   return {out, alpha};
 }
@@ -367,7 +372,8 @@ std::vector<Tensor> gatv2_backward(Tensor rowptr, Tensor col, Tensor perm, Tenso
                                    Tensor row, Tensor cperm, Tensor xs, Tensor xt,
                                    std::optional<Tensor> xe, Tensor att, double slope,
                                    std::optional<Tensor> scale, Tensor alpha, Tensor gout,
-                                   std::optional<Tensor> galpha, bool need_gxe) {
+                                   std::optional<Tensor> galpha, bool need_gxe,
+                                   std::optional<Tensor> vs) {
   const int64_t Nt = xt.size(0), Ns = xs.size(0), H = xs.size(1), C = xs.size(2);
   const int64_t E = alpha.size(0);
   const int64_t threads = omp_get_max_threads();
@@ -375,6 +381,7 @@ std::vector<Tensor> gatv2_backward(Tensor rowptr, Tensor col, Tensor perm, Tenso
   auto gxt = at::empty_like(xt);
   auto gxs = at::empty_like(xs);
   auto gxe = need_gxe ? at::empty({E, H, C}, xs.options()) : Tensor();
+  auto gvs = vs.has_value() ? at::empty_like(xs) : Tensor();
   auto gatt_threads = at::zeros({threads, H, C}, xs.options());
   AT_DISPATCH_FLOATING_TYPES(xs.scalar_type(), "gatv2_backward", [&] {
     const scalar_t* sc = opt_ptr<scalar_t>(scale);
@@ -382,16 +389,17 @@ std::vector<Tensor> gatv2_backward(Tensor rowptr, Tensor col, Tensor perm, Tenso
     gatv2_backward_dst_kernel<scalar_t>(
         Nt, H, C, rowptr.data_ptr<int64_t>(), col.data_ptr<int64_t>(), perm.data_ptr<int64_t>(),
         xs.data_ptr<scalar_t>(), xt.data_ptr<scalar_t>(), xe_p, att.data_ptr<scalar_t>(),
-        static_cast<scalar_t>(slope), sc, alpha.data_ptr<scalar_t>(), gout.data_ptr<scalar_t>(),
-        opt_ptr<scalar_t>(galpha), dlogit.data_ptr<scalar_t>(), gxt.data_ptr<scalar_t>(),
+        opt_ptr<scalar_t>(vs), static_cast<scalar_t>(slope), sc, alpha.data_ptr<scalar_t>(),
+        gout.data_ptr<scalar_t>(), opt_ptr<scalar_t>(galpha), dlogit.data_ptr<scalar_t>(), gxt.data_ptr<scalar_t>(),
         need_gxe ? gxe.data_ptr<scalar_t>() : nullptr, gatt_threads.data_ptr<scalar_t>());
     gatv2_backward_src_kernel<scalar_t>(
         Ns, H, C, colptr.data_ptr<int64_t>(), row.data_ptr<int64_t>(), cperm.data_ptr<int64_t>(),
         xs.data_ptr<scalar_t>(), xt.data_ptr<scalar_t>(), xe_p, att.data_ptr<scalar_t>(),
         static_cast<scalar_t>(slope), sc, alpha.data_ptr<scalar_t>(), gout.data_ptr<scalar_t>(),
-        dlogit.data_ptr<scalar_t>(), gxs.data_ptr<scalar_t>());
+        dlogit.data_ptr<scalar_t>(), gxs.data_ptr<scalar_t>(),
+        vs.has_value() ? gvs.data_ptr<scalar_t>() : nullptr);
   });
-  return {gxs, gxt, gxe, gatt_threads.sum(0)};
+  return {gxs, gxt, gxe, gatt_threads.sum(0), gvs};
 }
 
 }  // namespace
