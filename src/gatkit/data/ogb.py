@@ -196,7 +196,7 @@ def _to_graph(name: str, arrays: dict[str, Any], to_undirected: bool) -> Graph:
     y = torch.from_numpy(np.where(np.isnan(labels), -1, labels).astype(np.int64))
     masks = {}
     for part, mask_name in _SPLITS:
-        index = torch.from_numpy(arrays["split"][part]).long()
+        index = torch.as_tensor(np.array(arrays["split"][part], dtype=np.int64))  # a copy
         if index.numel() > 0 and (int(index.min()) < 0 or int(index.max()) >= num_nodes):
             raise DatasetError(f"{name}: split '{part}' holds node ids outside [0, {num_nodes})")
         mask = torch.zeros(num_nodes, dtype=torch.bool)
