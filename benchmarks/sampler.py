@@ -97,15 +97,15 @@ def main() -> None:
 
     def gatkit_sampled(seeds: torch.Tensor) -> None:
         blocks = sampled.sample(seeds, generator)
-        _ = graph.x[blocks[0].src_nodes].sum()
+        _ = graph.x.index_select(0, blocks[0].src_nodes).sum()
 
     def gatkit_exact(seeds: torch.Tensor) -> None:
         blocks = exact.sample(seeds)
-        _ = graph.x[blocks[0].src_nodes].sum()
+        _ = graph.x.index_select(0, blocks[0].src_nodes).sum()
 
     def pyg_k_hop(seeds: torch.Tensor) -> None:
         subset, _, _, _ = k_hop_subgraph(seeds, 2, graph.edge_index, num_nodes=graph.num_nodes)
-        _ = graph.x[subset].sum()
+        _ = graph.x.index_select(0, subset).sum()
 
     contenders: dict[str, Callable[[torch.Tensor], None]] = {
         "gatkit_neighbor_15_10": gatkit_sampled,

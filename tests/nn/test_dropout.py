@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gatkit.nn import GATConv, GATv2Conv
+from gatkit.nn import GATConv, GATv2Conv, dropout
 from gatkit.nn.dropout import HeadwiseProjection
 
 HEADS, P = 4, 0.5
@@ -32,8 +32,12 @@ def identity_heads(features: int) -> torch.nn.Linear:
 
 @pytest.mark.parametrize("make_input", [sparse_input, dense_input], ids=["sparse", "dense"])
 @pytest.mark.parametrize("input_grad", [False, True], ids=["fixed-x", "x-needs-grad"])
-def test_each_head_sees_its_own_mask_shared_by_all_maps(make_input, input_grad):
-    # Sparse input without a gradient takes the CSR path; the others the dense one.
+@pytest.mark.parametrize("lean", [False, True], ids=["copies", "head-by-head"])
+def test_each_head_sees_its_own_mask_shared_by_all_maps(make_input, input_grad, lean, monkeypatch):
+    # Sparse input without a gradient takes the CSR path; the others the dense one, which
+    # drops head by head (masks redrawn in backward) above a size limit, here forced to 0.
+    if lean:
+        monkeypatch.setattr(dropout, "_DENSE_COPIES_LIMIT", 0)
     x = make_input().requires_grad_(input_grad)
     features = x.size(1)
     mirror = identity_heads(features)

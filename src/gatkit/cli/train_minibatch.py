@@ -156,6 +156,8 @@ def build_model(args: argparse.Namespace, graph: Graph, recipe: str) -> torch.nn
         )  # fmt: skip
         if getattr(args, "dropout", None) is not None:
             overrides.update(dropout=args.dropout, attention_dropout=args.dropout)
+        if getattr(args, "dropout_placement", None) is not None:
+            overrides.update(dropout_placement=args.dropout_placement)
         config = GATConfig.for_dataset(graph.name, args.model, **overrides)
         return GAT(graph.num_features, graph.num_classes, config)
     except ValueError as error:

@@ -24,6 +24,9 @@ from torch import Tensor, nn
 
 # Inputs with more non-zeros than this fraction take the dense paths.
 _SPARSE_FRACTION = 0.25
+# Dense inputs whose K dropped copies would exceed this many entries are dropped head by
+# head, with the masks drawn again in the backward pass instead of being kept.
+_DENSE_COPIES_LIMIT = 1 << 25
 
 
 class _SparsePattern:
@@ -153,6 +156,46 @@ class FeatureDropout(nn.Module):
         return f"p={self.p}"
 
 
+class _LeanHeadwiseProduct(torch.autograd.Function):
+    """``out[:, k] = (x ⊙ m_k / (1 - p)) W_k^T`` holding one ``[N, F]`` mask at a time.
+
+    The masks come from a generator seeded with ``seed``; the backward pass seeds it again
+    and redraws them, so only ``x`` and the weights are saved (not ``K`` dropped copies).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, p: float, seed: int) -> Tensor:
+        K = weight.size(0)  # weight [K, C, F]
+        generator = torch.Generator(device=x.device).manual_seed(seed)
+        heads = []
+        for k in range(K):
+            dropped = _draw_keep(x, p, generator).mul_(x)  # [N, F]
+            heads.append(dropped @ weight[k].t())  # [N, C]
+        ctx.save_for_backward(x, weight)
+        ctx.p, ctx.seed = p, seed
+        return torch.stack(heads, dim=1)  # [N, K, C]
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        x, weight = ctx.saved_tensors
+        generator = torch.Generator(device=x.device).manual_seed(ctx.seed)
+        grad_x = torch.zeros_like(x) if ctx.needs_input_grad[0] else None
+        grad_weight = torch.empty_like(weight)
+        for k in range(weight.size(0)):
+            keep = _draw_keep(x, ctx.p, generator)  # [N, F]: m_k / (1 - p)
+            g = grad_out[:, k]  # [N, C]
+            grad_weight[k] = g.t() @ (keep * x)
+            if grad_x is not None:
+                grad_x += (g @ weight[k]) * keep
+        return grad_x, grad_weight, None, None
+
+
+def _draw_keep(x: Tensor, p: float, generator: torch.Generator) -> Tensor:
+    """``[N, F]`` with entries ``1 / (1 - p)`` (probability ``1 - p``) or 0."""
+    keep = torch.rand(x.shape, dtype=x.dtype, device=x.device, generator=generator)
+    return keep.ge_(p).div_(1.0 - p)
+
+
 class HeadwiseProjection(nn.Module):
     r""":math:`\mathbf{W}^k \tilde{\mathbf{h}}^k_j` for every head :math:`k`, one mask per head.
 
@@ -162,8 +205,9 @@ class HeadwiseProjection(nn.Module):
     mode) this is exactly ``linear(x).view(N, K, C)``.
 
     Mostly-zero inputs (bag-of-words features) are dropped on their non-zeros only and
-    projected with one sparse product per head; dense inputs form the ``[N, K, F]`` dropped
-    copy once.
+    projected with one sparse product per head; dense inputs form the ``[K, N, F]`` dropped
+    copy once, or, when it would exceed ``2**25`` entries, are dropped head by head with the
+    masks redrawn from a saved seed in the backward pass.
     """
 
     def __init__(self, heads: int, p: float) -> None:
@@ -183,6 +227,8 @@ class HeadwiseProjection(nn.Module):
         if pattern is not None:
             return self._sparse(x, pattern, linears)
         F = x.size(1)
+        if K * N * F > _DENSE_COPIES_LIMIT:
+            return self._lean(x, linears)
         keep = torch.rand((K, N, F), dtype=x.dtype, device=x.device).ge_(self.p)
         dropped = keep.mul_(x / (1.0 - self.p))  # [K, N, F]: m_k x / (1 - p)
         outs = []
@@ -192,6 +238,17 @@ class HeadwiseProjection(nn.Module):
             if linear.bias is not None:
                 out = out + linear.bias.view(K, -1)
             outs.append(out)
+        return outs
+
+    def _lean(self, x: Tensor, linears: list[nn.Linear]) -> list[Tensor]:
+        K, F = self.heads, x.size(1)
+        widths = [linear.out_features // K for linear in linears]
+        weight = torch.cat([linear.weight.view(K, -1, F) for linear in linears], dim=1)
+        seed = int(torch.randint(0, 2**62, (1,)).item())  # from the global RNG: reproducible
+        out = _LeanHeadwiseProduct.apply(x, weight, self.p, seed)  # [N, K, sum of C]
+        outs = []
+        for linear, part in zip(linears, out.split(widths, dim=2), strict=True):
+            outs.append(part if linear.bias is None else part + linear.bias.view(K, -1))
         return outs
 
     def _sparse(self, x: Tensor, pattern: _SparsePattern, linears: list[nn.Linear]):

@@ -68,7 +68,7 @@ def layerwise_inference(
         for begin in range(0, num_nodes, batch_size):
             dst = torch.arange(begin, min(begin + batch_size, num_nodes), device=h.device)
             block = sampler.sample_block(dst, -1).to(device)  # every in-edge of the batch
-            x_src = h[block.src_nodes.to(h.device)].to(device)  # [N_src, width]
+            x_src = h.index_select(0, block.src_nodes.to(h.device)).to(device)  # [N_src, width]
             out = forward_layer(model, index, x_src, block.num_dst, block.edge_index)
             outputs.append(out.to(storage_device))  # [N_dst, width']
         h = torch.cat(outputs)  # [N, width'] H^(l)

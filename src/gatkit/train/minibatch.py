@@ -212,7 +212,7 @@ class MiniBatchNodeTrainer:
         start = time.perf_counter()
         for batch in self.loader:
             batch = batch.to(device)
-            x = graph.x[batch.input_nodes.cpu()].to(device)  # [N_0, F]
+            x = graph.x.index_select(0, batch.input_nodes.cpu()).to(device)  # [N_0, F]
             y = graph.y[batch.seeds.cpu()].to(device)  # [B]
             self.optimizer.zero_grad(set_to_none=True)
             logits = self.block_model(x, batch.blocks)  # [B, C]
