@@ -27,6 +27,8 @@ namespace {
 
 using at::Tensor;
 constexpr int64_t kRowsPerTask = 64;
+constexpr int64_t kPrefetch = 8;   // edges ahead whose source rows are prefetched
+constexpr int64_t kLine = 64;      // bytes per cache line
 
 template <typename T>
 inline T leaky(T v, T slope) {
@@ -36,6 +38,16 @@ inline T leaky(T v, T slope) {
 template <typename T>
 inline T leaky_grad(T v, T slope) {
   return v > T(0) ? T(1) : slope;
+}
+
+// Ask for row `row` of a [rows, width] array ahead of use: the gathers of source rows in
+// random order are bound by memory latency, not bandwidth.
+template <typename T>
+inline void prefetch_row(const T* base, int64_t row, int64_t width) {
+  const T* r = base + row * width;
+  for (int64_t k = 0; k < width; k += kLine / static_cast<int64_t>(sizeof(T))) {
+    __builtin_prefetch(r + k);
+  }
 }
 
 template <typename T>
@@ -79,6 +91,7 @@ template <typename T>
 void gat_forward_kernel(int64_t Nt, int64_t H, int64_t C, const int64_t* rowptr,
                         const int64_t* col, const int64_t* perm, const T* ss, const T* sd,
                         const T* es, const T* wh, T slope, const T* scale, T* out, T* alpha) {
+  const int64_t num_edges = rowptr[Nt];
 #pragma omp parallel
   {
     std::vector<T> m(H), s(H), acc(H * C);
@@ -89,6 +102,7 @@ void gat_forward_kernel(int64_t Nt, int64_t H, int64_t C, const int64_t* rowptr,
       std::fill(acc.begin(), acc.end(), T(0));
       for (int64_t p = rowptr[i]; p < rowptr[i + 1]; ++p) {
         const int64_t j = col[p], e = perm[p];
+        if (p + kPrefetch < num_edges) prefetch_row(wh, col[p + kPrefetch], H * C);
         const T* v = wh + j * H * C;
         for (int64_t h = 0; h < H; ++h) {
           T pre = ss[j * H + h] + sd[i * H + h];
@@ -113,6 +127,7 @@ void gat_backward_dst_kernel(int64_t Nt, int64_t H, int64_t C, const int64_t* ro
                              const int64_t* col, const int64_t* perm, const T* ss, const T* sd,
                              const T* es, const T* wh, T slope, const T* scale, const T* alpha,
                              const T* gout, const T* galpha, T* dpre, T* gsd) {
+  const int64_t num_edges = rowptr[Nt];
 #pragma omp parallel
   {
     std::vector<T> dot_sum(H);
@@ -122,6 +137,7 @@ void gat_backward_dst_kernel(int64_t Nt, int64_t H, int64_t C, const int64_t* ro
       const T* g = gout + i * H * C;
       for (int64_t p = rowptr[i]; p < rowptr[i + 1]; ++p) {
         const int64_t j = col[p], e = perm[p];
+        if (p + kPrefetch < num_edges) prefetch_row(wh, col[p + kPrefetch], H * C);
         const T* v = wh + j * H * C;
         for (int64_t h = 0; h < H; ++h) {
           T d = 0;
@@ -153,6 +169,7 @@ template <typename T>
 void gat_backward_src_kernel(int64_t Ns, int64_t H, int64_t C, const int64_t* colptr,
                              const int64_t* row, const int64_t* cperm, const T* scale,
                              const T* alpha, const T* gout, const T* dpre, T* gwh, T* gss) {
+  const int64_t num_edges = colptr[Ns];
 #pragma omp parallel for schedule(dynamic, kRowsPerTask)
   for (int64_t j = 0; j < Ns; ++j) {
     T* gv = gwh + j * H * C;
@@ -160,6 +177,7 @@ void gat_backward_src_kernel(int64_t Ns, int64_t H, int64_t C, const int64_t* co
     for (int64_t h = 0; h < H; ++h) gss[j * H + h] = T(0);
     for (int64_t q = colptr[j]; q < colptr[j + 1]; ++q) {
       const int64_t i = row[q], e = cperm[q];
+      if (q + kPrefetch < num_edges) prefetch_row(gout, row[q + kPrefetch], H * C);
       const T* g = gout + i * H * C;
       for (int64_t h = 0; h < H; ++h) {
         T a = alpha[e * H + h];
@@ -190,6 +208,7 @@ void gatv2_forward_kernel(int64_t Nt, int64_t H, int64_t C, const int64_t* rowpt
                           const int64_t* col, const int64_t* perm, const T* xs, const T* xt,
                           const T* xe, const T* att, const T* vs, T slope, const T* scale,
                           T* out, T* alpha) {
+  const int64_t num_edges = rowptr[Nt];
 #pragma omp parallel
   {
     std::vector<T> m(H), s(H), acc(H * C);
@@ -199,8 +218,10 @@ void gatv2_forward_kernel(int64_t Nt, int64_t H, int64_t C, const int64_t* rowpt
       std::fill(s.begin(), s.end(), T(0));
       std::fill(acc.begin(), acc.end(), T(0));
       const T* xt_i = xt + i * H * C;
-      for (int64_t p = rowptr[i]; p < rowptr[i + 1]; ++p) {
+      const int64_t row_end = rowptr[i + 1];
+      for (int64_t p = rowptr[i]; p < row_end; ++p) {
         const int64_t j = col[p], e = perm[p];
+        if (p + kPrefetch < num_edges) prefetch_row(xs, col[p + kPrefetch], H * C);
         const T* xs_j = xs + j * H * C;
         const T* v_j = (vs ? vs : xs) + j * H * C;
         const T* xe_e = xe ? xe + e * H * C : nullptr;
@@ -227,8 +248,8 @@ void gatv2_backward_dst_kernel(int64_t Nt, int64_t H, int64_t C, const int64_t* 
                                const int64_t* col, const int64_t* perm, const T* xs,
                                const T* xt, const T* xe, const T* att, const T* vs, T slope,
                                const T* scale, const T* alpha, const T* gout, const T* galpha,
-                               T* dlogit,
-                               T* gxt, T* gxe, T* gatt_threads) {
+                               T* dlogit, T* gxt, T* gxe, T* gatt_threads) {
+  const int64_t num_edges = rowptr[Nt];
 #pragma omp parallel
   {
     std::vector<T> dot_sum(H);
@@ -242,6 +263,7 @@ void gatv2_backward_dst_kernel(int64_t Nt, int64_t H, int64_t C, const int64_t* 
       for (int64_t k = 0; k < H * C; ++k) gxt_i[k] = T(0);
       for (int64_t p = rowptr[i]; p < rowptr[i + 1]; ++p) {
         const int64_t j = col[p], e = perm[p];
+        if (p + kPrefetch < num_edges) prefetch_row(vs ? vs : xs, col[p + kPrefetch], H * C);
         const T* v = (vs ? vs : xs) + j * H * C;
         for (int64_t h = 0; h < H; ++h) {
           T d = 0;
@@ -281,6 +303,7 @@ void gatv2_backward_src_kernel(int64_t Ns, int64_t H, int64_t C, const int64_t* 
                                const int64_t* row, const int64_t* cperm, const T* xs,
                                const T* xt, const T* xe, const T* att, T slope, const T* scale,
                                const T* alpha, const T* gout, const T* dlogit, T* gxs, T* gvs) {
+  const int64_t num_edges = colptr[Ns];
 #pragma omp parallel for schedule(dynamic, kRowsPerTask)
   for (int64_t j = 0; j < Ns; ++j) {
     const T* xs_j = xs + j * H * C;
@@ -289,6 +312,10 @@ void gatv2_backward_src_kernel(int64_t Ns, int64_t H, int64_t C, const int64_t* 
     for (int64_t k = 0; k < H * C; ++k) gx[k] = gv[k] = T(0);
     for (int64_t q = colptr[j]; q < colptr[j + 1]; ++q) {
       const int64_t i = row[q], e = cperm[q];
+      if (q + kPrefetch < num_edges) {
+        prefetch_row(gout, row[q + kPrefetch], H * C);
+        prefetch_row(xt, row[q + kPrefetch], H * C);
+      }
       const T* g = gout + i * H * C;
       const T* xt_i = xt + i * H * C;
       const T* xe_e = xe ? xe + e * H * C : nullptr;
