@@ -22,7 +22,16 @@ Config = TypeVar("Config", bound="ConfigRecord")
 
 
 class ConfigRecord:
-    """Mixin for config dataclasses: ``to_dict`` / ``from_dict`` for checkpoints and JSON."""
+    """Mixin for config dataclasses: checked on creation, ``to_dict`` / ``from_dict``.
+
+    A subclass defines ``validate()``; the dataclass calls it after ``__init__``.
+    """
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming a field that is out of range (subclasses)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form (for checkpoints and JSON output)."""

@@ -97,9 +97,6 @@ class GATConfig(ConfigRecord):
     patience: int = 100
     max_epochs: int = 100_000
 
-    def __post_init__(self) -> None:
-        self.validate()
-
     def validate(self) -> None:
         """Raise ``ValueError`` naming the field, the expected and the actual value."""
         require_choice(self, "operator", OPERATORS)

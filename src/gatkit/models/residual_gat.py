@@ -75,9 +75,6 @@ class ResidualGATConfig(ConfigRecord):
     weight_decay: float = 0.0
     epochs: int = 50
 
-    def __post_init__(self) -> None:
-        self.validate()
-
     def validate(self) -> None:
         """Raise ``ValueError`` naming the field, the expected and the actual value."""
         require_choice(self, "operator", OPERATORS)

@@ -35,6 +35,8 @@ def check_layer_arguments(
     dropout: float,
     edge_dim: int | None,
     fill_value: float | Tensor | str,
+    feature_dropout: float = 0.0,
+    message_dropout: float = 0.0,
 ) -> None:
     """Refuse an impossible layer configuration with a message naming the argument."""
     pair = in_channels if isinstance(in_channels, tuple) else (in_channels,)
@@ -46,8 +48,13 @@ def check_layer_arguments(
     for name, value in (("out_channels", out_channels), ("heads", heads)):
         if not isinstance(value, int) or value <= 0:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
+    for name, value in (
+        ("dropout", dropout),
+        ("feature_dropout", feature_dropout),
+        ("message_dropout", message_dropout),
+    ):
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"{name} must lie in [0, 1), got {value!r}")
     if negative_slope < 0:
         raise ValueError(f"negative_slope must be >= 0, got {negative_slope!r}")
     if edge_dim is not None and (not isinstance(edge_dim, int) or edge_dim <= 0):
@@ -80,14 +87,16 @@ class GraphAttentionBase(nn.Module):
     ) -> None:
         super().__init__()
         check_layer_arguments(
-            in_channels, out_channels, heads, negative_slope, dropout, edge_dim, fill_value
+            in_channels,
+            out_channels,
+            heads,
+            negative_slope,
+            dropout,
+            edge_dim,
+            fill_value,
+            feature_dropout,
+            message_dropout,
         )
-        for name, value in (
-            ("feature_dropout", feature_dropout),
-            ("message_dropout", message_dropout),
-        ):
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"{name} must lie in [0, 1), got {value!r}")
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.heads = heads
