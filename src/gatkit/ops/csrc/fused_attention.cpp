@@ -12,7 +12,8 @@
 // where d_e is the attention-dropout scale (0 or 1 / (1 - p); 1 without dropout).
 // Backward recomputes the logits' inputs per edge; nothing of size E * H * C is read
 // from a saved tensor. Source gradients are summed in a second pass over the CSC so that
-// every output row is written by one thread only (no atomics, deterministic).
+// every output row is written by one thread only (no atomics). GATv2's gradient of the
+// attention vector is summed per thread (dynamic schedule): its last bits can vary by run.
 
 #include <torch/extension.h>
 
