@@ -95,15 +95,30 @@ class Net(nn.Module):
         return x
 
 
+class NoAttention(nn.Linear):
+    """A layer of the floor model: the projection alone, no attention (the graph unused)."""
+
+    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:  # noqa: ARG002
+        return super().forward(x)
+
+
 def make_models(op: str, in_dim: int, classes: int, impls: list[str]) -> dict[str, Net]:
-    """PyG model and the gatkit model with the same weights (both when both are asked)."""
+    """PyG model and the gatkit model with the same weights (both when both are asked).
+
+    ``"floor"`` is the same model with each attention layer replaced by its projection
+    alone: the memory its dropouts, ELUs, projections and loss keep for the backward pass
+    is a floor under any attention layer's figure.
+    """
+    width = HEADS * HIDDEN
+    if impls == ["floor"]:
+        floor = [NoAttention(in_dim, width), NoAttention(width, width), NoAttention(width, classes)]
+        return {"floor": Net(floor)}
     import torch_geometric.nn as pyg_nn
 
     from gatkit.interop import from_pyg
 
     torch.manual_seed(0)
     conv = pyg_nn.GATConv if op == "gat" else pyg_nn.GATv2Conv
-    width = HEADS * HIDDEN
     pyg = Net(
         [
             conv(in_dim, HIDDEN, heads=HEADS, dropout=DROPOUT),
@@ -212,7 +227,7 @@ def plan(quick: bool, confirm: int | None) -> list[dict]:
             jobs.append({"kind": "time", "graph": g, "op": op, "impls": impls, "repeats": repeats})
     for op in ("gat", "gatv2"):
         for g in graphs:
-            for impl in ("gatkit", "pyg"):
+            for impl in ("gatkit", "pyg") + (("floor",) if op == "gat" and g == "arxiv" else ()):
                 for mode in ("infer", "train"):
                     job = {"kind": "memory", "graph": g, "op": op, "impl": impl, "mode": mode}
                     jobs.append(job)
@@ -321,6 +336,14 @@ def markdown(results: list[dict], summary: dict) -> str:
             + (f"1/{pm / gm:.1f}" if gm and pm else "–")
             + " |"
         )
+    floor = {mode: mem.get(("arxiv", "gat", "floor", mode)) for mode in ("infer", "train")}
+    if floor["train"] is not None:
+        lines += [
+            "",
+            "Floor (arxiv): the same model with each attention layer replaced by its projection "
+            f"alone keeps {mb(floor['train'])} in a training step, {mb(floor['infer'])} in "
+            "inference.",
+        ]
     lines += ["", "Inference peak memory (increase over setup):", ""]
     lines += ["| graph | layer | gatkit | PyG | ratio |", "|---|---|---:|---:|---:|"]
     for (g, op, impl, mode), v in mem.items():

@@ -18,8 +18,13 @@ def make_case(bipartite: bool, edge_dim: int | None, dtype: torch.dtype, seed: i
     return random_graph_case(seed, num_src=14, edge_dim=edge_dim, dtype=dtype)
 
 
-def run_layer(layer, case, backend: str, seed: int = 0):
-    """Output, (edge_index, alpha) and the gradients of inputs and parameters."""
+def run_layer(layer, case, backend: str, seed: int = 0, with_attention: bool = True):
+    """Output, (edge_index, alpha) and the gradients of inputs and parameters.
+
+    Without ``with_attention`` the layer is not asked for its coefficients (the fused
+    kernels then never form them in the forward pass); ``used`` and ``alpha`` are ``None``
+    and the loss reads the output only.
+    """
     inputs = [case.x_src] + ([case.x_dst] if case.bipartite else [])
     if case.edge_attr is not None:
         inputs.append(case.edge_attr)
@@ -28,14 +33,19 @@ def run_layer(layer, case, backend: str, seed: int = 0):
     edge_attr = inputs[-1] if case.edge_attr is not None else None
     torch.manual_seed(seed)  # the same dropout mask on both paths
     with ops.use_backend(backend):
-        out, (used, alpha) = layer(
-            x, case.edge_index, edge_attr=edge_attr, return_attention_weights=True
-        )
+        if with_attention:
+            out, (used, alpha) = layer(
+                x, case.edge_index, edge_attr=edge_attr, return_attention_weights=True
+            )
+        else:
+            out, used, alpha = layer(x, case.edge_index, edge_attr=edge_attr), None, None
     weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=out.dtype)
-    alpha_weights = torch.randn(
-        alpha.shape, generator=torch.Generator().manual_seed(2), dtype=out.dtype
-    )
-    loss = (out * weights).sum() + (alpha * alpha_weights).sum()
+    loss = (out * weights).sum()
+    if alpha is not None:
+        alpha_weights = torch.randn(
+            alpha.shape, generator=torch.Generator().manual_seed(2), dtype=out.dtype
+        )
+        loss = loss + (alpha * alpha_weights).sum()
     grads = torch.autograd.grad(loss, inputs + list(layer.parameters()))
     names = ["x_src", "x_dst"][: 1 + case.bipartite] + ["edge_attr"] * (edge_attr is not None)
     names += [name for name, _ in layer.named_parameters()]
@@ -51,6 +61,12 @@ def check_backend_matches_reference(layer, case, backend, dtype):
     assert_relative(alpha, want_alpha, tol, f"{backend} attention")
     for name, want in want_grads.items():
         assert_relative(grads[name], want, tol, f"{backend} gradient of {name}")
+    # Not asked for alpha, the kernels skip it: the output and gradients must not change.
+    want_out, _, _, want_grads = run_layer(layer, case, "reference", with_attention=False)
+    out, _, _, grads = run_layer(layer, case, backend, with_attention=False)
+    assert_relative(out, want_out, tol, f"{backend} output without attention")
+    for name, want in want_grads.items():
+        assert_relative(grads[name], want, tol, f"{backend} gradient of {name} without attention")
 
 
 def small_operator_inputs(seed: int = 0):

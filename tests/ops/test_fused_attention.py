@@ -87,7 +87,7 @@ def test_fused_layer_without_self_loops_keeps_isolated_nodes_at_bias(backend, op
 def test_fused_gat_operator_passes_gradcheck(backend):
     edge_index, num_src, num_dst, E, H, C, _, rand = small_operator_inputs()
     csr = ops.build_csr(edge_index, num_src, num_dst)
-    scale = torch.nn.functional.dropout(torch.ones(E, H, dtype=torch.float64), 0.3)
+    scale = ops.attention_dropout(E, H, 0.3, True, torch.device("cpu"))
     with ops.use_backend(backend):
         kernels = ops.kernels_for(torch.device("cpu"), torch.float64)
 
@@ -122,7 +122,7 @@ def test_fused_gatv2_operator_passes_gradcheck(backend):
 def test_fused_gatv2_operator_with_separate_messages_passes_gradcheck(backend):
     edge_index, num_src, num_dst, E, H, C, _, rand = small_operator_inputs()
     csr = ops.build_csr(edge_index, num_src, num_dst)
-    scale = torch.nn.functional.dropout(torch.ones(E, H, dtype=torch.float64), 0.3)
+    scale = ops.attention_dropout(E, H, 0.3, True, torch.device("cpu"))
     with ops.use_backend(backend):
         kernels = ops.kernels_for(torch.device("cpu"), torch.float64)
 
@@ -193,3 +193,20 @@ def test_chunked_kernels_agree_across_chunk_boundaries(monkeypatch):
 def test_unknown_backend_is_refused_with_the_choices():
     with pytest.raises(ValueError, match=r"backend must be one of .*'bogus'"):
         ops.set_backend("bogus")
+
+
+def test_csc_positions_point_at_the_same_edges_in_csr_order():
+    edge_index = torch.tensor([[3, 0, 1, 0, 2, 3, 1], [1, 1, 0, 2, 1, 2, 1]])
+    csr = ops.build_csr(edge_index, 4, 3)
+    assert torch.equal(csr.perm[csr.cpos], csr.cperm)
+
+
+def test_attention_dropout_mask_is_the_one_f_dropout_draws():
+    torch.manual_seed(7)
+    drop = ops.attention_dropout(1000, 8, 0.3, True, torch.device("cpu"))
+    torch.manual_seed(7)
+    want = torch.nn.functional.dropout(torch.ones(1000, 8), 0.3, training=True)
+    assert drop.mask.dtype == torch.uint8
+    assert torch.equal(drop.scale(torch.float32), want)
+    assert ops.attention_dropout(1000, 8, 0.3, False, torch.device("cpu")) is None
+    assert ops.attention_dropout(1000, 8, 0.0, True, torch.device("cpu")) is None

@@ -67,7 +67,7 @@ def test_triton_operators_pass_gradcheck():
     csr = ops.build_csr(edge_index, num_src, num_dst)
     with ops.use_backend("triton"):
         kernels = ops.kernels_for(torch.device("cpu"), torch.float64)
-    scale = torch.nn.functional.dropout(torch.ones(E, H, dtype=torch.float64), 0.3)
+    scale = ops.attention_dropout(E, H, 0.3, True, torch.device("cpu"))
 
     def gat(ss, sd, es, wh):
         return ops.gat_attention(kernels, csr, ss, sd, es, wh, 0.2, scale)

@@ -6,6 +6,7 @@ here so that each operator's file shows its own equation and nothing else.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -14,6 +15,7 @@ from torch import Tensor, nn
 from gatkit import ops
 from gatkit.errors import GraphInputError
 from gatkit.nn.dropout import HeadwiseProjection
+from gatkit.nn.recompute import recompute_projections
 from gatkit.validation import check_edge_attr, check_edge_index, check_features
 
 NodeFeatures = Tensor | tuple[Tensor, Tensor]
@@ -172,6 +174,20 @@ class GraphAttentionBase(nn.Module):
         """
         return self.head_projection(x, linears)
 
+    def keep_as_recipes(
+        self, projections: list[tuple[Tensor, Tensor, nn.Linear]], active: bool = True
+    ) -> contextlib.AbstractContextManager:
+        """Save these ``(projected, source, linear)`` outputs of :meth:`project` as recipes.
+
+        Within the returned context, autograd keeps ``(source, linear)`` instead of each
+        ``[N, H, C]`` projection and forms it again in the backward pass
+        (:func:`gatkit.nn.recompute.recompute_projections`); only for plain projections (no
+        per-head input masks), only while gradients are recorded, and only when ``active``.
+        """
+        if not (active and torch.is_grad_enabled() and self.head_projection.is_plain):
+            return contextlib.nullcontext()
+        return recompute_projections(projections)
+
     def drop_messages(self, values: Tensor) -> Tensor | None:
         r"""``drop_p(W h_j)`` ``[N_s, K, C]`` for the aggregation only, or ``None`` if inactive.
 
@@ -243,9 +259,15 @@ class GraphAttentionBase(nn.Module):
         )
         return prepared, edge_attr, csr
 
-    def dropout_scale(self, num_edges: int, like: Tensor) -> Tensor | None:
-        """``[E, H]`` attention-dropout scale for the fused kernels (``None`` when inactive)."""
-        return ops.attention_dropout_scale(num_edges, self.heads, self.dropout, self.training, like)
+    def attention_dropout(
+        self, num_edges: int, device: torch.device
+    ) -> ops.AttentionDropout | None:
+        """The ``[E, H]`` attention-dropout mask for the fused kernels (``None`` when inactive)."""
+        return ops.attention_dropout(num_edges, self.heads, self.dropout, self.training, device)
+
+    def wants_attention(self, return_attention_weights: bool) -> bool:
+        """Whether this forward must produce ``alpha`` (returned or recorded)."""
+        return bool(return_attention_weights or self.record_attention)
 
     def attend(self, scores: Tensor, dst: Tensor, num_dst: int) -> Tensor:
         r"""``α_ij = softmax_j(e_ij)`` over each destination's in-edges, then attention dropout."""
@@ -261,15 +283,15 @@ class GraphAttentionBase(nn.Module):
         self,
         out: Tensor,
         edge_index: Tensor,
-        alpha: Tensor,
-        dropout_scale: Tensor | None,
+        alpha: Tensor | None,
+        dropout: ops.AttentionDropout | None,
         return_attention_weights: bool,
     ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
         """Record and/or return ``(edge_index, alpha [E', H])``; alpha after dropout."""
-        if not (self.record_attention or return_attention_weights):
+        if alpha is None or not self.wants_attention(return_attention_weights):
             return out
-        if dropout_scale is not None:
-            alpha = alpha * dropout_scale  # [E, H], F.dropout(alpha) of the reference path
+        if dropout is not None:
+            alpha = alpha * dropout.scale(alpha.dtype)  # F.dropout(alpha) of the reference path
         self.remember_attention(edge_index, alpha)
         if return_attention_weights:
             return out, (edge_index, alpha)
@@ -283,11 +305,13 @@ class GraphAttentionBase(nn.Module):
 
     def combine_heads(self, out: Tensor, x_dst: Tensor) -> Tensor:
         """Concatenate or average the heads, then add the residual and the bias."""
+        # In place: the attention output is a fresh tensor that no backward pass reads, so
+        # the sums need no second [N, H C] buffer.
         out = out.reshape(out.size(0), self.out_width) if self.concat else out.mean(dim=1)
         if self.residual_projection is not None:
-            out = out + self.residual_projection(x_dst)
+            out = out.add_(self.residual_projection(x_dst))
         if self.bias is not None:
-            out = out + self.bias
+            out = out.add_(self.bias)
         return out
 
     def __repr__(self) -> str:

@@ -218,10 +218,15 @@ class HeadwiseProjection(nn.Module):
         self.p = p
         self._nonzero = _NonzeroCache()
 
+    @property
+    def is_plain(self) -> bool:
+        """No masks are drawn: each output is ``linear(x).view(N, K, C)``."""
+        return not self.training or self.p == 0.0
+
     def forward(self, x: Tensor, linears: list[nn.Linear]) -> list[Tensor]:
         K = self.heads
         N = x.size(0)
-        if not self.training or self.p == 0.0:
+        if self.is_plain:
             return [linear(x).view(N, K, linear.out_features // K) for linear in linears]
         pattern = None if x.requires_grad else self._nonzero.pattern(x)
         if pattern is not None:

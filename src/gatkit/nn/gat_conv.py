@@ -171,35 +171,48 @@ class GATConv(GraphAttentionBase):
         dropped = self.drop_messages(wh_src)  # [N_s, H, C] or None
         messages = wh_src if dropped is None else dropped
 
-        # a_sᵀ W h_j and a_tᵀ W h_i: one scalar per node and head.
-        score_src = (wh_src * self.att_source).sum(-1)  # [N_s, H]
-        score_dst = (wh_dst * self.att_target).sum(-1)  # [N_t, H]
+        # The fused path keeps (h, W) in place of W h for the backward pass.
+        projections = [(wh_src, x_src, self.project_source)]
+        if bipartite:
+            projections.append((wh_dst, x_dst, target_projection))
+        with self.keep_as_recipes(projections, active=kernels is not None):
+            # a_sᵀ W h_j and a_tᵀ W h_i: one scalar per node and head.
+            score_src = (wh_src * self.att_source).sum(-1)  # [N_s, H]
+            score_dst = (wh_dst * self.att_target).sum(-1)  # [N_t, H]
 
-        if kernels is not None:
-            # One fused pass per destination: e_ij, α_ij = softmax_j(e_ij), Σ_j α_ij W h_j.
-            edge_score = None
+            if kernels is not None:
+                # One fused pass per destination: e_ij, α_ij = softmax_j(e_ij), Σ_j α_ij W h_j.
+                edge_score = None
+                if edge_attr is not None and self.project_edge is not None:
+                    # a_eᵀ W_e e_ij = e_ij · (W_eᵀ a_e): an [edge_dim, H] matrix, no [E, H, C].
+                    we = self.project_edge.weight.view(H, C, -1)  # [H, C, D]
+                    att_edge = (we * self.att_edge.unsqueeze(-1)).sum(1)  # [H, D]
+                    edge_score = edge_attr @ att_edge.t()  # [E, H]
+                drop = self.attention_dropout(src.numel(), score_src.device)  # [E, H] mask or None
+                out, alpha = ops.gat_attention(
+                    kernels,
+                    csr,
+                    score_src,
+                    score_dst,
+                    edge_score,
+                    messages,
+                    self.negative_slope,
+                    drop,
+                    need_attention=self.wants_attention(return_attention_weights),
+                )  # [N_t, H, C], [E, H] or None
+                out = self.combine_heads(out, x_dst)  # [N_t, H C] or [N_t, C]
+                return self.finish(out, edge_index, alpha, drop, return_attention_weights)
+
+            # e_ij = LeakyReLU(a_tᵀ W h_i + a_sᵀ W h_j [+ a_eᵀ W_e e_ij]).
+            scores = ops.gather(score_src, src) + ops.gather(score_dst, dst)  # [E, H]
             if edge_attr is not None and self.project_edge is not None:
-                # a_eᵀ W_e e_ij = e_ij · (W_eᵀ a_e): an [edge_dim, H] matrix, no [E, H, C].
-                we = self.project_edge.weight.view(H, C, -1)  # [H, C, D]
-                att_edge = (we * self.att_edge.unsqueeze(-1)).sum(1)  # [H, D]
-                edge_score = edge_attr @ att_edge.t()  # [E, H]
-            scale = self.dropout_scale(src.numel(), score_src)  # [E, H] or None
-            out, alpha = ops.gat_attention(
-                kernels, csr, score_src, score_dst, edge_score, messages, self.negative_slope, scale
-            )  # [N_t, H, C], [E, H]
+                we = self.project_edge(edge_attr).view(-1, H, C)  # [E, H, C]
+                scores = scores + (we * self.att_edge).sum(-1)  # [E, H]
+            scores = nn.functional.leaky_relu(scores, self.negative_slope)
+
+            # α_ij = softmax_j(e_ij); h_i' = Σ_j α_ij W h_j.
+            alpha = self.attend(scores, dst, num_dst)  # [E, H]
+            out = self.aggregate(alpha, messages, edge_index, num_dst)  # [N_t, H, C]
             out = self.combine_heads(out, x_dst)  # [N_t, H C] or [N_t, C]
-            return self.finish(out, edge_index, alpha, scale, return_attention_weights)
 
-        # e_ij = LeakyReLU(a_tᵀ W h_i + a_sᵀ W h_j [+ a_eᵀ W_e e_ij]).
-        scores = ops.gather(score_src, src) + ops.gather(score_dst, dst)  # [E, H]
-        if edge_attr is not None and self.project_edge is not None:
-            we = self.project_edge(edge_attr).view(-1, H, C)  # [E, H, C]
-            scores = scores + (we * self.att_edge).sum(-1)  # [E, H]
-        scores = nn.functional.leaky_relu(scores, self.negative_slope)
-
-        # α_ij = softmax_j(e_ij); h_i' = Σ_j α_ij W h_j.
-        alpha = self.attend(scores, dst, num_dst)  # [E, H]
-        out = self.aggregate(alpha, messages, edge_index, num_dst)  # [N_t, H, C]
-        out = self.combine_heads(out, x_dst)  # [N_t, H C] or [N_t, C]
-
-        return self.finish(out, edge_index, alpha, None, return_attention_weights)
+            return self.finish(out, edge_index, alpha, None, return_attention_weights)

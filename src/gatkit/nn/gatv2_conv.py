@@ -167,21 +167,27 @@ class GATv2Conv(GraphAttentionBase):
             # One fused pass per destination: e_ij, α_ij, Σ_j α_ij W_s h_j; the [E, H, C]
             # hidden is recomputed per segment, never stored (W_e e_ij is formed inside).
             use_edges = edge_attr is not None and self.project_edge is not None
-            scale = self.dropout_scale(src.numel(), ws_h)  # [E, H] or None
-            out, alpha = ops.gatv2_attention(
-                kernels,
-                csr,
-                ws_h,
-                wt_h,
-                self.att,
-                edge_attr if use_edges else None,
-                self.project_edge.weight if use_edges else None,
-                self.negative_slope,
-                scale,
-                dropped,
-            )  # [N_t, H, C], [E, H]
+            drop = self.attention_dropout(src.numel(), ws_h.device)  # [E, H] mask or None
+            # Autograd keeps (h, W_s) and (h, W_t) in place of W_s h and W_t h.
+            projections = [(ws_h, x_src, self.project_source)]
+            if wt_h is not ws_h:
+                projections.append((wt_h, x_dst, target_projection))
+            with self.keep_as_recipes(projections):
+                out, alpha = ops.gatv2_attention(
+                    kernels,
+                    csr,
+                    ws_h,
+                    wt_h,
+                    self.att,
+                    edge_attr if use_edges else None,
+                    self.project_edge.weight if use_edges else None,
+                    self.negative_slope,
+                    drop,
+                    dropped,
+                    need_attention=self.wants_attention(return_attention_weights),
+                )  # [N_t, H, C], [E, H] or None
             out = self.combine_heads(out, x_dst)  # [N_t, H C] or [N_t, C]
-            return self.finish(out, edge_index, alpha, scale, return_attention_weights)
+            return self.finish(out, edge_index, alpha, drop, return_attention_weights)
 
         # e_ij = aᵀ LeakyReLU(W_s h_j + W_t h_i [+ W_e e_ij]).
         hidden = ops.gather(ws_h, src) + ops.gather(wt_h, dst)  # [E, H, C]

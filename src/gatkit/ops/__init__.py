@@ -6,7 +6,8 @@
 from gatkit.ops.csr import EdgeCSR, build_csr, cached_by_edge_index, csr_of
 from gatkit.ops.fused import (
     BACKENDS,
-    attention_dropout_scale,
+    AttentionDropout,
+    attention_dropout,
     gat_attention,
     gatv2_attention,
     get_backend,
@@ -25,9 +26,10 @@ from gatkit.ops.self_loops import (
 __all__ = [
     "BACKENDS",
     "FILL_REDUCTIONS",
+    "AttentionDropout",
     "EdgeCSR",
     "add_self_loops",
-    "attention_dropout_scale",
+    "attention_dropout",
     "build_csr",
     "cached_by_edge_index",
     "csr_of",

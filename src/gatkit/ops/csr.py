@@ -3,8 +3,10 @@ r"""Destination-sorted CSR (and source-sorted CSC) views of an edge list, cached
 The fused attention kernels walk each destination's in-edges :math:`\mathcal{N}(i)` as one
 contiguous segment (CSR over destinations) and, in the backward pass, each source's
 out-edges (CSC over sources) so that every gradient row is summed by one thread. Both views
-keep the permutation back to the user's edge ids, so per-edge tensors (scores, attention
-coefficients, edge features) stay in the user's order and never need to be permuted.
+keep the permutation back to the user's edge ids, so per-edge inputs (edge scores, edge
+features) stay in the user's order; the CSC also records each edge's CSR position, so
+per-edge tensors the kernels keep in CSR order (the dropout mask, ``dlogit``) are found from
+either view.
 
 Sorting costs :math:`O(E \log E)`; :func:`csr_of` caches the result per ``edge_index``
 tensor (by identity and version counter), so a model that calls several layers on the same
@@ -37,6 +39,7 @@ class EdgeCSR:
         colptr: ``[N_src + 1]`` out-edges of ``j`` are positions ``colptr[j] : colptr[j + 1]``.
         row: ``[E]`` destination ``i`` of each source-sorted edge.
         cperm: ``[E]`` user edge id of each source-sorted edge.
+        cpos: ``[E]`` CSR position of each source-sorted edge.
     """
 
     rowptr: Tensor
@@ -45,6 +48,7 @@ class EdgeCSR:
     colptr: Tensor
     row: Tensor
     cperm: Tensor
+    cpos: Tensor
 
     @property
     def num_edges(self) -> int:
@@ -63,7 +67,7 @@ class EdgeCSR:
         return EdgeCSR(*(t.to(device) for t in self.astuple()))
 
     def astuple(self) -> tuple[Tensor, ...]:
-        return (self.rowptr, self.col, self.perm, self.colptr, self.row, self.cperm)
+        return (self.rowptr, self.col, self.perm, self.colptr, self.row, self.cperm, self.cpos)
 
 
 def _sorted_view(key: Tensor, other: Tensor, num_segments: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -80,7 +84,9 @@ def build_csr(edge_index: Tensor, num_src: int, num_dst: int) -> EdgeCSR:
     src, dst = edge_index[0].contiguous(), edge_index[1].contiguous()
     rowptr, col, perm = _sorted_view(dst, src, num_dst)
     colptr, row, cperm = _sorted_view(src, dst, num_src)
-    return EdgeCSR(rowptr, col, perm, colptr, row, cperm)
+    position = torch.empty_like(perm)
+    position[perm] = torch.arange(perm.numel(), device=perm.device)  # user id -> CSR position
+    return EdgeCSR(rowptr, col, perm, colptr, row, cperm, position.index_select(0, cperm))
 
 
 _CACHE_SIZE = 16

@@ -19,12 +19,15 @@ each head, one pass computes the edge logits, the stable softmax and the weighte
     \mathbf{o}_i = \sum_{j \in \mathcal{N}(i)} \alpha_{ij}\, d_{ij}\, \mathbf{v}_j,
 
 with :math:`m_i` the running maximum of the logits, :math:`d_{ij}` the attention-dropout
-scale (:math:`0` or :math:`1/(1-p)`, exactly ``F.dropout`` applied to :math:`\alpha`) and
+factor (:math:`0` or :math:`1/(1-p)`, exactly ``F.dropout`` applied to :math:`\alpha`) and
 :math:`\mathbf{v} = \mathbf{W}\mathbf{h}` (GAT) or :math:`\mathbf{x}^s` (GATv2; a separate
 :math:`\mathbf{v}` when the messages are dropped out and the scores are not).
 
-The backward pass keeps only node tensors and ``[E, H]`` tensors (:math:`\alpha`, the
-dropout scale, GAT's edge score) and recomputes the rest per segment:
+The forward pass keeps, per destination and head, only the log-sum-exp
+:math:`\lambda_i = m_i + \log \sum_k \exp(l_{ik} - m_i)`; the backward pass recomputes
+:math:`\alpha_{ij} = \exp(l_{ij} - \lambda_i)` from the logit's inputs, so the C++ kernels
+save node tensors and a one-byte dropout mask per edge and head, nothing of size
+:math:`E H` in floats (the chunked and Triton fallbacks save :math:`\alpha`, ``[E, H]``):
 
 .. math::
     g_{ij} = d_{ij} \langle \bar{\mathbf{o}}_i, \mathbf{v}_j \rangle + \bar\alpha_{ij},\quad
@@ -51,6 +54,7 @@ import contextlib
 import importlib.util
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
@@ -64,7 +68,8 @@ from gatkit.ops.fused_cpu import announce_once, cpp_kernels
 
 __all__ = [
     "BACKENDS",
-    "attention_dropout_scale",
+    "AttentionDropout",
+    "attention_dropout",
     "gat_attention",
     "gatv2_attention",
     "get_backend",
@@ -100,24 +105,126 @@ def use_backend(name: str) -> Iterator[None]:
         _current["name"] = previous
 
 
+@dataclass(frozen=True)
+class AttentionDropout:
+    """The attention dropout of one forward pass: which coefficients survive, and ``p``.
+
+    ``mask`` is ``[E, H]`` ``uint8`` in the user's edge order (1 = kept). It is drawn exactly
+    as ``F.dropout`` draws its mask for an ``[E, H]`` tensor, so with the same random state the
+    fused and the reference paths (and PyG) drop the same coefficients; one byte per edge and
+    head instead of a float scale.
+    """
+
+    mask: Tensor
+    p: float
+
+    @property
+    def keep_prob(self) -> float:
+        return 1.0 - self.p
+
+    def scale(self, dtype: torch.dtype) -> Tensor:
+        """``[E, H]`` factors ``d``: ``alpha * d == F.dropout(alpha, p)`` with this mask."""
+        return self.mask.to(dtype).div_(self.keep_prob)
+
+
+def attention_dropout(
+    num_edges: int, heads: int, p: float, training: bool, device: torch.device
+) -> AttentionDropout | None:
+    """Draw the ``[E, H]`` attention-dropout mask (``None`` when inactive)."""
+    if not training or p == 0.0:
+        return None
+    mask = torch.empty((num_edges, heads), dtype=torch.uint8, device=device)
+    return AttentionDropout(mask.bernoulli_(1.0 - p), p)
+
+
+def _scale_kernels(kernels: Any) -> SimpleNamespace:
+    """A kernel set that takes a float dropout scale and saves ``alpha`` ``[E, H]``.
+
+    The chunked PyTorch and the Triton kernels work on per-edge tensors in the user's order;
+    the float scale is rebuilt from the ``uint8`` mask when each pass runs.
+    """
+
+    def scale_of(mask: Tensor | None, keep_prob: float, dtype: torch.dtype) -> Tensor | None:
+        return None if mask is None else mask.to(dtype).div_(keep_prob)
+
+    def gat_forward(csr, ss, sd, es, wh, slope, drop, need_alpha):
+        scale = None if drop is None else drop.scale(wh.dtype)
+        out, alpha = kernels.gat_forward(csr, ss, sd, es, wh, slope, scale)
+        return out, alpha, (alpha, None if drop is None else drop.mask)
+
+    def gat_backward(csr, ss, sd, es, wh, slope, keep_prob, saved, gout, galpha):
+        alpha, mask = saved
+        scale = scale_of(mask, keep_prob, wh.dtype)
+        return kernels.gat_backward(csr, ss, sd, es, wh, slope, scale, alpha, gout, galpha)
+
+    def gatv2_forward(csr, xs, xt, xe, att, slope, drop, vs, need_alpha):
+        scale = None if drop is None else drop.scale(xs.dtype)
+        out, alpha = kernels.gatv2_forward(csr, xs, xt, xe, att, slope, scale, vs)
+        return out, alpha, (alpha, None if drop is None else drop.mask)
+
+    def gatv2_backward(csr, xs, xt, xe, att, slope, keep_prob, saved, gout, galpha, need_gxe, vs):
+        alpha, mask = saved
+        scale = scale_of(mask, keep_prob, xs.dtype)
+        return kernels.gatv2_backward(
+            csr, xs, xt, xe, att, slope, scale, alpha, gout, galpha, need_gxe, vs
+        )
+
+    return SimpleNamespace(
+        name=getattr(kernels, "__name__", "kernels").rsplit(".", 1)[-1],
+        gat_forward=gat_forward,
+        gat_backward=gat_backward,
+        gatv2_forward=gatv2_forward,
+        gatv2_backward=gatv2_backward,
+    )
+
+
 def _cpp_adapter(module: ModuleType) -> SimpleNamespace:
-    """The compiled module behind the kernel signature of :mod:`gatkit.ops.fused_chunked`."""
+    """The compiled module: per-edge tensors in CSR order, ``lse`` ``[N_t, H]`` saved.
 
-    def gat_forward(csr, ss, sd, es, wh, slope, scale):
-        return tuple(module.gat_forward(*csr.astuple()[:3], ss, sd, es, wh, slope, scale))
+    The dropout mask is gathered into CSR order once per forward (read sequentially by the
+    destination passes); ``alpha`` is computed, and put back into the user's order, only when
+    the caller asks for it; the gradient of the edge scores comes back in CSR order and is
+    put into the user's order here.
+    """
 
-    def gat_backward(csr, ss, sd, es, wh, slope, scale, alpha, gout, galpha):
-        return tuple(
-            module.gat_backward(*csr.astuple(), ss, sd, es, wh, slope, scale, alpha, gout, galpha)
+    def sorted_mask(csr: EdgeCSR, drop: AttentionDropout | None) -> Tensor | None:
+        return None if drop is None else drop.mask.index_select(0, csr.perm)
+
+    def to_user_order(csr: EdgeCSR, sorted_rows: Tensor) -> Tensor:
+        return torch.empty_like(sorted_rows).index_copy_(0, csr.perm, sorted_rows)
+
+    def keep(drop: AttentionDropout | None) -> float:
+        return 1.0 if drop is None else drop.keep_prob
+
+    def gat_forward(csr, ss, sd, es, wh, slope, drop, need_alpha):
+        mask = sorted_mask(csr, drop)
+        out, lse, alpha = module.gat_forward(
+            *csr.astuple()[:3], ss, sd, es, wh, slope, mask, keep(drop), need_alpha
         )
+        alpha = to_user_order(csr, alpha) if need_alpha else None
+        return out, alpha, (lse, mask)
 
-    def gatv2_forward(csr, xs, xt, xe, att, slope, scale, vs=None):
-        return tuple(module.gatv2_forward(*csr.astuple()[:3], xs, xt, xe, att, slope, scale, vs))
+    def gat_backward(csr, ss, sd, es, wh, slope, keep_prob, saved, gout, galpha):
+        lse, mask = saved
+        gss, gsd, dpre, gwh = module.gat_backward(
+            *csr.astuple(), ss, sd, es, wh, slope, mask, keep_prob, lse, gout, galpha
+        )
+        return gss, gsd, (to_user_order(csr, dpre) if es is not None else None), gwh
 
-    def gatv2_backward(csr, xs, xt, xe, att, slope, scale, alpha, gout, galpha, need_gxe, vs=None):
+    def gatv2_forward(csr, xs, xt, xe, att, slope, drop, vs, need_alpha):
+        mask = sorted_mask(csr, drop)
+        out, lse, alpha = module.gatv2_forward(
+            *csr.astuple()[:3], xs, xt, xe, att, slope, mask, keep(drop), vs, need_alpha
+        )
+        alpha = to_user_order(csr, alpha) if need_alpha else None
+        return out, alpha, (lse, mask)
+
+    def gatv2_backward(csr, xs, xt, xe, att, slope, keep_prob, saved, gout, galpha, need_gxe, vs):
+        lse, mask = saved
         gxs, gxt, gxe, gatt, gvs = module.gatv2_backward(
-            *csr.astuple(), xs, xt, xe, att, slope, scale, alpha, gout, galpha, need_gxe, vs
-        )
+            *csr.astuple(), xs, xt, xe, att, slope, mask, keep_prob, lse, gout, galpha,
+            need_gxe, vs,
+        )  # fmt: skip
         return gxs, gxt, (gxe if need_gxe else None), gatt, (gvs if vs is not None else None)
 
     return SimpleNamespace(
@@ -134,7 +241,10 @@ def _triton_kernels() -> Any:
         return None
     from gatkit.ops import fused_triton
 
-    return fused_triton
+    return _scale_kernels(fused_triton)
+
+
+_CHUNKED = _scale_kernels(fused_chunked)
 
 
 def kernels_for(device: torch.device, dtype: torch.dtype) -> Any | None:
@@ -143,7 +253,7 @@ def kernels_for(device: torch.device, dtype: torch.dtype) -> Any | None:
     if name == "reference":
         return None
     if name == "chunked":
-        return fused_chunked
+        return _CHUNKED
     if name == "cpp":
         module = cpp_kernels()
         if module is None:
@@ -157,89 +267,70 @@ def kernels_for(device: torch.device, dtype: torch.dtype) -> Any | None:
     # "auto" / "fused"
     if device.type == "cpu" and dtype in (torch.float32, torch.float64):
         module = cpp_kernels()
-        return fused_chunked if module is None else _cpp_adapter(module)
+        return _CHUNKED if module is None else _cpp_adapter(module)
     if device.type == "cuda":
         kernels = _triton_kernels()
         if kernels is not None:
             announce_once("fused attention on CUDA runs the Triton kernels")
             return kernels
         announce_once("fused attention on CUDA runs the chunked PyTorch kernels (no triton)")
-    return fused_chunked
-
-
-def attention_dropout_scale(
-    num_edges: int, heads: int, p: float, training: bool, like: Tensor
-) -> Tensor | None:
-    """``[E, H]`` dropout scale ``d`` with ``alpha * d == F.dropout(alpha, p)``, or ``None``.
-
-    It draws the mask exactly as ``F.dropout`` on an ``[E, H]`` tensor does, so with the same
-    random state the fused and the reference paths drop the same coefficients.
-    """
-    if not training or p == 0.0:
-        return None
-    ones = like.new_ones((num_edges, heads))
-    return torch.nn.functional.dropout(ones, p=p, training=True)
+    return _CHUNKED
 
 
 def _c(t: Tensor | None) -> Tensor | None:
     return None if t is None else t.contiguous()
 
 
+def _keep_prob(drop: AttentionDropout | None) -> float:
+    return 1.0 if drop is None else drop.keep_prob
+
+
 class _GATAttention(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, kernels, csr, ss, sd, es, wh, slope, scale):
-        ss, sd, es, wh, scale = _c(ss), _c(sd), _c(es), _c(wh), _c(scale)
-        out, alpha = kernels.gat_forward(csr, ss, sd, es, wh, slope, scale)
-        ctx.save_for_backward(ss, sd, es, wh, scale, alpha)
-        ctx.kernels, ctx.csr, ctx.slope = kernels, csr, slope
+    def forward(ctx, kernels, csr, ss, sd, es, wh, slope, drop, need_alpha):
+        ss, sd, es, wh = _c(ss), _c(sd), _c(es), _c(wh)
+        out, alpha, saved = kernels.gat_forward(csr, ss, sd, es, wh, slope, drop, need_alpha)
+        ctx.save_for_backward(ss, sd, es, wh, *saved)
+        ctx.kernels, ctx.csr, ctx.slope, ctx.keep_prob = kernels, csr, slope, _keep_prob(drop)
         ctx.set_materialize_grads(False)
-        return out, alpha
+        return (out, alpha) if need_alpha else out
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, gout, galpha):
-        ss, sd, es, wh, scale, alpha = ctx.saved_tensors
+    def backward(ctx, gout, galpha=None):
+        ss, sd, es, wh, *saved = ctx.saved_tensors
         if gout is None:
             gout = torch.zeros((sd.size(0), *wh.shape[1:]), dtype=wh.dtype, device=wh.device)
         gss, gsd, ges, gwh = ctx.kernels.gat_backward(
-            ctx.csr, ss, sd, es, wh, ctx.slope, scale, alpha, gout.contiguous(), _c(galpha)
-        )
-        return None, None, gss, gsd, (ges if es is not None else None), gwh, None, None
+            ctx.csr, ss, sd, es, wh, ctx.slope, ctx.keep_prob, tuple(saved), gout.contiguous(),
+            _c(galpha),
+        )  # fmt: skip
+        return None, None, gss, gsd, (ges if es is not None else None), gwh, None, None, None
 
 
 class _GATv2Attention(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, kernels, csr, xs, xt, att, edge_attr, edge_weight, slope, scale, vs):
-        xs, xt, att, scale, vs = _c(xs), _c(xt), _c(att), _c(scale), _c(vs)
+    def forward(ctx, kernels, csr, xs, xt, att, edge_attr, edge_weight, slope, drop, vs, need):
+        xs, xt, att, vs = _c(xs), _c(xt), _c(att), _c(vs)
         xe = _edge_projection(edge_attr, edge_weight, xs.shape[1:])  # [E, H, C], not saved
-        out, alpha = kernels.gatv2_forward(csr, xs, xt, xe, att, slope, scale, vs)
-        ctx.save_for_backward(xs, xt, att, edge_attr, edge_weight, scale, alpha, vs)
-        ctx.kernels, ctx.csr, ctx.slope = kernels, csr, slope
+        out, alpha, saved = kernels.gatv2_forward(csr, xs, xt, xe, att, slope, drop, vs, need)
+        ctx.save_for_backward(xs, xt, att, edge_attr, edge_weight, vs, *saved)
+        ctx.kernels, ctx.csr, ctx.slope, ctx.keep_prob = kernels, csr, slope, _keep_prob(drop)
         ctx.set_materialize_grads(False)
-        return out, alpha
+        return (out, alpha) if need else out
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, gout, galpha):
-        xs, xt, att, edge_attr, edge_weight, scale, alpha, vs = ctx.saved_tensors
+    def backward(ctx, gout, galpha=None):
+        xs, xt, att, edge_attr, edge_weight, vs, *saved = ctx.saved_tensors
         if gout is None:
             gout = torch.zeros((xt.size(0), *xs.shape[1:]), dtype=xs.dtype, device=xs.device)
         xe = _edge_projection(edge_attr, edge_weight, xs.shape[1:])  # recomputed
         need_gxe = xe is not None and (ctx.needs_input_grad[5] or ctx.needs_input_grad[6])
         gxs, gxt, gxe, gatt, gvs = ctx.kernels.gatv2_backward(
-            ctx.csr,
-            xs,
-            xt,
-            xe,
-            att,
-            ctx.slope,
-            scale,
-            alpha,
-            gout.contiguous(),
-            _c(galpha),
-            need_gxe,
-            vs,
-        )
+            ctx.csr, xs, xt, xe, att, ctx.slope, ctx.keep_prob, tuple(saved), gout.contiguous(),
+            _c(galpha), need_gxe, vs,
+        )  # fmt: skip
         g_attr = g_weight = None
         if need_gxe:
             gxe = gxe.reshape(gxe.size(0), edge_weight.size(0))  # [E, H C]
@@ -247,7 +338,7 @@ class _GATv2Attention(torch.autograd.Function):
                 g_attr = gxe @ edge_weight  # [E, D]
             if ctx.needs_input_grad[6]:
                 g_weight = gxe.t() @ edge_attr  # [H C, D]
-        return None, None, gxs, gxt, gatt, g_attr, g_weight, None, None, gvs
+        return None, None, gxs, gxt, gatt, g_attr, g_weight, None, None, gvs, None
 
 
 def _edge_projection(edge_attr: Tensor | None, weight: Tensor | None, head_shape) -> Tensor | None:
@@ -265,8 +356,9 @@ def gat_attention(
     edge_score: Tensor | None,
     values: Tensor,
     negative_slope: float,
-    dropout_scale: Tensor | None = None,
-) -> tuple[Tensor, Tensor]:
+    dropout: AttentionDropout | None = None,
+    need_attention: bool = True,
+) -> tuple[Tensor, Tensor | None]:
     """Fused GAT attention and aggregation.
 
     Args:
@@ -277,14 +369,18 @@ def gat_attention(
         edge_score: ``[E, H]`` :math:`\\epsilon_{ij}` in the user's edge order, or ``None``.
         values: ``[N_s, H, C]`` :math:`\\mathbf{W}\\mathbf{h}_j`.
         negative_slope: LeakyReLU slope.
-        dropout_scale: ``[E, H]`` from :func:`attention_dropout_scale`, or ``None``.
+        dropout: the attention dropout from :func:`attention_dropout`, or ``None``.
+        need_attention: also return :math:`\\alpha` (costs an ``[E, H]`` tensor).
 
     Returns:
-        ``(out [N_t, H, C], alpha [E, H])``; ``alpha`` is before dropout, in the user's order.
+        ``(out [N_t, H, C], alpha [E, H] or None)``; ``alpha`` is before dropout, in the
+        user's order, and ``None`` unless ``need_attention``.
     """
-    return _GATAttention.apply(
-        kernels, csr, score_src, score_dst, edge_score, values, negative_slope, dropout_scale
-    )
+    result = _GATAttention.apply(
+        kernels, csr, score_src, score_dst, edge_score, values, negative_slope, dropout,
+        need_attention,
+    )  # fmt: skip
+    return result if need_attention else (result, None)
 
 
 def gatv2_attention(
@@ -296,9 +392,10 @@ def gatv2_attention(
     edge_attr: Tensor | None,
     edge_weight: Tensor | None,
     negative_slope: float,
-    dropout_scale: Tensor | None = None,
+    dropout: AttentionDropout | None = None,
     values: Tensor | None = None,
-) -> tuple[Tensor, Tensor]:
+    need_attention: bool = True,
+) -> tuple[Tensor, Tensor | None]:
     """Fused GATv2 attention and aggregation.
 
     Args:
@@ -310,22 +407,17 @@ def gatv2_attention(
         edge_attr: ``[E, D]`` edge features in the user's order, or ``None``.
         edge_weight: ``[H C, D]`` :math:`\\mathbf{W}_e` (no bias), or ``None``.
         negative_slope: LeakyReLU slope.
-        dropout_scale: ``[E, H]`` from :func:`attention_dropout_scale`, or ``None``.
+        dropout: the attention dropout from :func:`attention_dropout`, or ``None``.
         values: ``[N_s, H, C]`` messages :math:`\\mathbf{v}_j` when they are not
             :math:`\\mathbf{x}^s_j` (message dropout), or ``None``.
+        need_attention: also return :math:`\\alpha` (costs an ``[E, H]`` tensor).
 
     Returns:
-        ``(out [N_t, H, C], alpha [E, H])``; ``alpha`` is before dropout, in the user's order.
+        ``(out [N_t, H, C], alpha [E, H] or None)``; ``alpha`` is before dropout, in the
+        user's order, and ``None`` unless ``need_attention``.
     """
-    return _GATv2Attention.apply(
-        kernels,
-        csr,
-        x_src,
-        x_dst,
-        att,
-        edge_attr,
-        edge_weight,
-        negative_slope,
-        dropout_scale,
-        values,
-    )
+    result = _GATv2Attention.apply(
+        kernels, csr, x_src, x_dst, att, edge_attr, edge_weight, negative_slope, dropout,
+        values, need_attention,
+    )  # fmt: skip
+    return result if need_attention else (result, None)
