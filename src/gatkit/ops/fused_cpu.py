@@ -2,7 +2,8 @@
 
 ``csrc/fused_attention.cpp`` is built with :func:`torch.utils.cpp_extension.load` (JIT; the
 build lands in torch's extension cache, ``~/.cache/torch_extensions`` unless
-``TORCH_EXTENSIONS_DIR`` says otherwise, so later processes only load it). When the build
+``TORCH_EXTENSIONS_DIR`` says otherwise, so later processes only load it), for the CPU it
+runs on (``-march=native``; see :func:`_cpu_tag`). When the build
 fails (no compiler, no ninja, read-only cache) or ``GATKIT_NO_CPP=1`` is set, :func:`cpp_kernels`
 returns ``None`` and the caller falls back to :mod:`gatkit.ops.fused_chunked`. Which path runs
 is printed once per process on standard error.
