@@ -17,6 +17,8 @@ graphs with average in-degree 10 (10k to 1M nodes). Figures:
   process, on the same graph and weights, so load from other processes hits both alike;
 - peak memory: each (library, layer, mode) in a fresh subprocess; the increase of
   ``ru_maxrss`` over its value after setup (graph, model, optimiser, one tiny forward);
+- the floor (arxiv): the peak of the same model with each attention layer replaced by its
+  projection alone, which any attention layer inside this model pays too;
 - the exponent ``b`` of ``time = a E^b`` fitted over the growth series, and the largest
   graph of the series that trains within 24 GiB, from a linear fit of total peak RSS
   against E (and, with ``--confirm N``, one real training step of gatkit at ``N`` nodes).

@@ -210,3 +210,50 @@ def test_attention_dropout_mask_is_the_one_f_dropout_draws():
     assert torch.equal(drop.scale(torch.float32), want)
     assert ops.attention_dropout(1000, 8, 0.3, False, torch.device("cpu")) is None
     assert ops.attention_dropout(1000, 8, 0.0, True, torch.device("cpu")) is None
+
+
+@pytest.mark.skipif(cpp_kernels() is None, reason="the C++ extension could not be built here")
+def test_cpp_gatv2_gradients_are_the_same_in_every_run():
+    g = torch.Generator().manual_seed(0)
+    num_nodes = 3000
+    x = torch.randn(num_nodes, 16, generator=g)
+    edge_index = torch.randint(0, num_nodes, (2, 30000), generator=g)
+    torch.manual_seed(0)
+    layer = GATv2Conv(16, 8, heads=4).train()
+    grads = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(2, threads))  # several threads share the destination blocks
+    try:
+        for _ in range(3):
+            layer.zero_grad()
+            with ops.use_backend("cpp"):
+                layer(x, edge_index).square().sum().backward()
+            grads.append([p.grad.clone() for p in layer.parameters()])
+    finally:
+        torch.set_num_threads(threads)
+    for later in grads[1:]:
+        for first, again in zip(grads[0], later, strict=True):
+            assert torch.equal(first, again)
+
+
+def test_cpp_build_falls_back_to_generic_flags_when_the_cpu_flags_fail(monkeypatch):
+    import torch.utils.cpp_extension as cpp_extension
+
+    from gatkit.ops import fused_cpu
+
+    calls = []
+
+    def fake_load(name, sources, extra_cflags, extra_ldflags, verbose):
+        calls.append((name, extra_cflags))
+        if "-march=native" in extra_cflags:
+            raise RuntimeError("unrecognised option -mprefer-vector-width=256")
+        return "module"
+
+    monkeypatch.setattr(cpp_extension, "load", fake_load)
+    monkeypatch.setattr(fused_cpu, "_cpu_tag", lambda: "abc")
+    assert fused_cpu._build() == "module"
+    assert [name for name, _ in calls] == [
+        "gatkit_fused_attention_abc",
+        "gatkit_fused_attention_generic",
+    ]
+    assert "-march=native" not in calls[-1][1]

@@ -137,6 +137,10 @@ def attention_dropout(
     return AttentionDropout(mask.bernoulli_(1.0 - p), p)
 
 
+def _keep_prob(drop: AttentionDropout | None) -> float:
+    return 1.0 if drop is None else drop.keep_prob
+
+
 def _scale_kernels(kernels: Any) -> SimpleNamespace:
     """A kernel set that takes a float dropout scale and saves ``alpha`` ``[E, H]``.
 
@@ -193,13 +197,10 @@ def _cpp_adapter(module: ModuleType) -> SimpleNamespace:
     def to_user_order(csr: EdgeCSR, sorted_rows: Tensor) -> Tensor:
         return torch.empty_like(sorted_rows).index_copy_(0, csr.perm, sorted_rows)
 
-    def keep(drop: AttentionDropout | None) -> float:
-        return 1.0 if drop is None else drop.keep_prob
-
     def gat_forward(csr, ss, sd, es, wh, slope, drop, need_alpha):
         mask = sorted_mask(csr, drop)
         out, lse, alpha = module.gat_forward(
-            *csr.astuple()[:3], ss, sd, es, wh, slope, mask, keep(drop), need_alpha
+            *csr.astuple()[:3], ss, sd, es, wh, slope, mask, _keep_prob(drop), need_alpha
         )
         alpha = to_user_order(csr, alpha) if need_alpha else None
         return out, alpha, (lse, mask)
@@ -214,7 +215,7 @@ def _cpp_adapter(module: ModuleType) -> SimpleNamespace:
     def gatv2_forward(csr, xs, xt, xe, att, slope, drop, vs, need_alpha):
         mask = sorted_mask(csr, drop)
         out, lse, alpha = module.gatv2_forward(
-            *csr.astuple()[:3], xs, xt, xe, att, slope, mask, keep(drop), vs, need_alpha
+            *csr.astuple()[:3], xs, xt, xe, att, slope, mask, _keep_prob(drop), vs, need_alpha
         )
         alpha = to_user_order(csr, alpha) if need_alpha else None
         return out, alpha, (lse, mask)
@@ -279,10 +280,6 @@ def kernels_for(device: torch.device, dtype: torch.dtype) -> Any | None:
 
 def _c(t: Tensor | None) -> Tensor | None:
     return None if t is None else t.contiguous()
-
-
-def _keep_prob(drop: AttentionDropout | None) -> float:
-    return 1.0 if drop is None else drop.keep_prob
 
 
 class _GATAttention(torch.autograd.Function):

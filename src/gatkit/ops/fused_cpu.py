@@ -65,18 +65,31 @@ def _cpu_tag() -> str | None:
 
 
 def _build() -> ModuleType:
+    """Compile (or load from the cache) the kernels for this CPU; generic ``-O3`` if that fails.
+
+    A compiler that refuses the CPU-specific flags (an old gcc, another compiler) still gets
+    the kernels, built without them.
+    """
     from torch.utils.cpp_extension import load
 
     _ninja_on_path()
     tag = _cpu_tag()
-    native = ["-march=native", "-mprefer-vector-width=256"] if tag else []
-    return load(
-        name=f"gatkit_fused_attention_{tag or 'generic'}",
-        sources=[str(_SOURCE)],
-        extra_cflags=["-O3", *native, "-fopenmp"],
-        extra_ldflags=["-fopenmp"],
-        verbose=False,
-    )
+    attempts = [(f"gatkit_fused_attention_{tag}", ["-march=native", "-mprefer-vector-width=256"])]
+    attempts = (attempts if tag else []) + [("gatkit_fused_attention_generic", [])]
+    failure: Exception | None = None
+    for name, flags in attempts:
+        try:
+            return load(
+                name=name,
+                sources=[str(_SOURCE)],
+                extra_cflags=["-O3", *flags, "-fopenmp"],
+                extra_ldflags=["-fopenmp"],
+                verbose=False,
+            )
+        except Exception as error:  # the next attempt, or the caller, deals with it
+            failure = error
+    assert failure is not None
+    raise failure
 
 
 def cpp_kernels() -> ModuleType | None:

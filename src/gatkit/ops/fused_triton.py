@@ -8,7 +8,10 @@ online (running-maximum) softmax, so only ``[BLOCK_E, BLOCK_C]`` tiles ever exis
 backward pass has a destination pass (softmax gradient, target-side and edge gradients)
 and a source pass over the CSC (source-side gradients), so every output row is written by
 one program: no atomics, deterministic results. GATv2's attention-vector gradient is summed
-per destination row and reduced once at the end.
+per destination row and reduced once at the end. Within a program, a value one loop stores
+per edge and a later loop reads back goes to a buffer of its own, behind a barrier: the
+threads of a program may hold an edge in different lanes in the two loops (overwriting in
+place raced on an H200; the interpreter, being sequential, cannot show it).
 
 The module imports :mod:`triton`; :mod:`gatkit.ops.fused` imports it only when it is used.
 """
@@ -83,6 +86,7 @@ def _gatv2_fwd(
         m = m_new
     s_safe = tl.where(s > 0, s, 1.0)
     tl.store(out + (i * H + h) * C + cs, acc / s_safe, mask=cmask)
+    tl.debug_barrier()  # the logits stored above may sit in other threads' lanes
     for p0 in range(start, end, BLOCK_E):
         ps = p0 + tl.arange(0, BLOCK_E)
         emask = ps < end
@@ -94,7 +98,7 @@ def _gatv2_fwd(
 @triton.jit
 def _gatv2_bwd_dst(
     rowptr, col, perm, xs, xt, xe, att, scale, vs, alpha, gout, galpha,
-    dlogit, gxt, gxe, gatt_rows,
+    upstream, dlogit, gxt, gxe, gatt_rows,
     H, C, slope_ptr,
     HAS_XE: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_GALPHA: tl.constexpr,
     NEED_GXE: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_C: tl.constexpr,
@@ -123,8 +127,9 @@ def _gatv2_bwd_dst(
         if HAS_GALPHA:
             d += tl.load(galpha + e * H + h, mask=emask, other=0.0)
         al = tl.load(alpha + e * H + h, mask=emask, other=0.0)
-        tl.store(dlogit + e * H + h, d, mask=emask)
+        tl.store(upstream + e * H + h, d, mask=emask)
         dot_sum += tl.sum(al * d, axis=0)
+    tl.debug_barrier()  # upstream stored above is read back below, possibly by other threads
     gxt_acc = g * 0.0
     gatt_acc = g * 0.0
     for p0 in range(start, end, BLOCK_E):  # dl_e = alpha_e (g_e - sum_k alpha_k g_k)
@@ -134,7 +139,7 @@ def _gatv2_bwd_dst(
         e = tl.load(perm + ps, mask=emask, other=0)
         tile = emask[:, None] & cmask[None, :]
         al = tl.load(alpha + e * H + h, mask=emask, other=0.0)
-        d = tl.load(dlogit + e * H + h, mask=emask, other=0.0)
+        d = tl.load(upstream + e * H + h, mask=emask, other=0.0)
         dl = al * (d - dot_sum)
         tl.store(dlogit + e * H + h, dl, mask=emask)
         z = tl.load(xs + (j[:, None] * H + h) * C + cs[None, :], mask=tile, other=0.0)
@@ -236,6 +241,7 @@ def _gat_fwd(
         m = m_new
     s_safe = tl.where(s > 0, s, 1.0)
     tl.store(out + (i * H + h) * C + cs, acc / s_safe, mask=cmask)
+    tl.debug_barrier()  # the logits stored above may sit in other threads' lanes
     for p0 in range(start, end, BLOCK_E):
         ps = p0 + tl.arange(0, BLOCK_E)
         emask = ps < end
@@ -246,7 +252,7 @@ def _gat_fwd(
 
 @triton.jit
 def _gat_bwd_dst(
-    rowptr, col, perm, ss, sd, es, wh, scale, alpha, gout, galpha, dpre, gsd,
+    rowptr, col, perm, ss, sd, es, wh, scale, alpha, gout, galpha, upstream, dpre, gsd,
     H, C, slope_ptr,
     HAS_ES: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_GALPHA: tl.constexpr,
     BLOCK_E: tl.constexpr, BLOCK_C: tl.constexpr,
@@ -274,8 +280,9 @@ def _gat_bwd_dst(
         if HAS_GALPHA:
             d += tl.load(galpha + e * H + h, mask=emask, other=0.0)
         al = tl.load(alpha + e * H + h, mask=emask, other=0.0)
-        tl.store(dpre + e * H + h, d, mask=emask)
+        tl.store(upstream + e * H + h, d, mask=emask)
         dot_sum += tl.sum(al * d, axis=0)
+    tl.debug_barrier()  # upstream stored above is read back below, possibly by other threads
     gsd_acc = sd_i * 0.0
     for p0 in range(start, end, BLOCK_E):
         ps = p0 + tl.arange(0, BLOCK_E)
@@ -283,7 +290,7 @@ def _gat_bwd_dst(
         j = tl.load(col + ps, mask=emask, other=0)
         e = tl.load(perm + ps, mask=emask, other=0)
         al = tl.load(alpha + e * H + h, mask=emask, other=0.0)
-        d = tl.load(dpre + e * H + h, mask=emask, other=0.0)
+        d = tl.load(upstream + e * H + h, mask=emask, other=0.0)
         pre = tl.load(ss + j * H + h, mask=emask, other=0.0) + sd_i
         if HAS_ES:
             pre += tl.load(es + e * H + h, mask=emask, other=0.0)
@@ -365,7 +372,8 @@ def gatv2_backward(
     if Nt > 0:
         _gatv2_bwd_dst[(Nt, H)](
             csr.rowptr, csr.col, csr.perm, xs, xt, _or(xe, xs), att, _or(scale, alpha),
-            _or(vs, xs), alpha, gout, _or(galpha, alpha), dlogit, gxt, _or(gxe, xs), gatt_rows,
+            _or(vs, xs), alpha, gout, _or(galpha, alpha), torch.empty_like(alpha), dlogit, gxt,
+            _or(gxe, xs), gatt_rows,
             H, C, _scalar(slope, alpha),
             HAS_XE=xe is not None, HAS_SCALE=scale is not None, HAS_GALPHA=galpha is not None,
             NEED_GXE=gxe is not None, BLOCK_E=BLOCK_E, BLOCK_C=_block_c(C),
@@ -403,7 +411,8 @@ def gat_backward(csr: EdgeCSR, ss, sd, es, wh, slope, scale, alpha, gout, galpha
     if Nt > 0:
         _gat_bwd_dst[(Nt, H)](
             csr.rowptr, csr.col, csr.perm, ss, sd, _or(es, sd), wh, _or(scale, alpha), alpha,
-            gout, _or(galpha, alpha), dpre, gsd, H, C, _scalar(slope, alpha),
+            gout, _or(galpha, alpha), torch.empty_like(alpha), dpre, gsd, H, C,
+            _scalar(slope, alpha),
             HAS_ES=es is not None, HAS_SCALE=scale is not None, HAS_GALPHA=galpha is not None,
             BLOCK_E=BLOCK_E, BLOCK_C=_block_c(C),
         )  # fmt: skip

@@ -16,7 +16,8 @@
 // recomputed there from the logit's inputs, so nothing of size E * H is saved (the mask is
 // one byte per edge and head). Source gradients are summed in a second pass over the CSC so
 // that every output row is written by one thread only (no atomics). GATv2's gradient of the
-// attention vector is summed per thread (dynamic schedule): its last bits can vary by run.
+// attention vector is summed per block of 64 destinations, then over blocks in order, so
+// every result is the same from run to run.
 
 #include <torch/extension.h>
 
@@ -305,21 +306,23 @@ void gatv2_forward_kernel(int64_t Nt, int64_t H, int64_t C, const int64_t* rowpt
 
 // Destination pass: alpha_p recomputed from the logit; dl_p as for GAT;
 // dz_p[h, c] = dl_p[h] att[h, c] LeakyReLU'(z_p[h, c]); gxt_i = sum_p dz_p; gxe_e = dz_p;
-// gatt[h, c] = sum_p dl_p[h] LeakyReLU(z_p[h, c]) (per thread, summed by the caller).
+// gatt[h, c] = sum_p dl_p[h] LeakyReLU(z_p[h, c]) (per block of rows, summed in block order).
 // dl is written to dlogit [E, H] (CSR order) for the source pass.
 template <typename T>
 void gatv2_backward_dst_kernel(int64_t Nt, int64_t H, int64_t C, const int64_t* rowptr,
                                const int64_t* col, const int64_t* perm, const T* xs,
                                const T* xt, const T* xe, const T* att, const T* vs, T slope,
                                Dropout<T> drop, const T* lse, const T* gout, const T* galpha,
-                               T* dlogit, T* gxt, T* gxe, T* gatt_threads) {
+                               T* dlogit, T* gxt, T* gxe, T* gatt_blocks) {
   const int64_t num_edges = rowptr[Nt];
 #pragma omp parallel
   {
     std::vector<T> dot_sum(H), seg_alpha;
-    T* gatt = gatt_threads + omp_get_thread_num() * H * C;
 #pragma omp for schedule(dynamic, kRowsPerTask)
     for (int64_t i = 0; i < Nt; ++i) {
+      // Rows [b * kRowsPerTask, (b + 1) * kRowsPerTask) are one task, run by one thread in
+      // row order: block b's partial sum of gatt is the same in every run.
+      T* gatt = gatt_blocks + (i / kRowsPerTask) * H * C;
       const int64_t begin = rowptr[i], end = rowptr[i + 1];
       std::fill(dot_sum.begin(), dot_sum.end(), T(0));
       seg_alpha.resize((end - begin) * H);
@@ -420,6 +423,14 @@ void gatv2_backward_src_kernel(int64_t Ns, int64_t H, int64_t C, const int64_t* 
   }
 }
 
+// out[k] = sum_b parts[b, k], b in order: a fixed summation order whatever the threads did.
+template <typename T>
+void sum_blocks_in_order(const T* parts, int64_t blocks, int64_t width, T* out) {
+  for (int64_t b = 0; b < blocks; ++b) {
+    for (int64_t k = 0; k < width; ++k) out[k] += parts[b * width + k];
+  }
+}
+
 // ------------------------------------------------------------------------ bindings ----
 // keep_prob = 1 - p; the factor 1 / keep_prob is formed in T, as F.dropout forms it.
 template <typename T>
@@ -507,13 +518,14 @@ std::vector<Tensor> gatv2_backward(Tensor rowptr, Tensor col, Tensor perm, Tenso
                                    std::optional<Tensor> vs) {
   const int64_t Nt = xt.size(0), Ns = xs.size(0), H = xs.size(1), C = xs.size(2);
   const int64_t E = col.size(0);
-  const int64_t threads = omp_get_max_threads();
+  const int64_t blocks = (Nt + kRowsPerTask - 1) / kRowsPerTask;
   auto dlogit = at::empty({E, H}, xs.options());
   auto gxt = at::empty_like(xt);
   auto gxs = at::empty_like(xs);
   auto gxe = need_gxe ? at::empty({E, H, C}, xs.options()) : Tensor();
   auto gvs = vs.has_value() ? at::empty_like(xs) : Tensor();
-  auto gatt_threads = at::zeros({threads, H, C}, xs.options());
+  auto gatt_blocks = at::zeros({blocks, H, C}, xs.options());
+  auto gatt = at::zeros({H, C}, xs.options());
   AT_DISPATCH_FLOATING_TYPES(xs.scalar_type(), "gatv2_backward", [&] {
     const auto drop = dropout_of<scalar_t>(mask, keep_prob);
     const scalar_t* xe_p = opt_ptr<scalar_t>(xe);
@@ -523,7 +535,9 @@ std::vector<Tensor> gatv2_backward(Tensor rowptr, Tensor col, Tensor perm, Tenso
         opt_ptr<scalar_t>(vs), static_cast<scalar_t>(slope), drop, lse.data_ptr<scalar_t>(),
         gout.data_ptr<scalar_t>(), opt_ptr<scalar_t>(galpha), dlogit.data_ptr<scalar_t>(),
         gxt.data_ptr<scalar_t>(), need_gxe ? gxe.data_ptr<scalar_t>() : nullptr,
-        gatt_threads.data_ptr<scalar_t>());
+        gatt_blocks.data_ptr<scalar_t>());
+    sum_blocks_in_order(gatt_blocks.data_ptr<scalar_t>(), blocks, H * C,
+                        gatt.data_ptr<scalar_t>());
     gatv2_backward_src_kernel<scalar_t>(
         Ns, H, C, colptr.data_ptr<int64_t>(), row.data_ptr<int64_t>(), cperm.data_ptr<int64_t>(),
         cpos.data_ptr<int64_t>(), xs.data_ptr<scalar_t>(), xt.data_ptr<scalar_t>(), xe_p,
@@ -531,7 +545,7 @@ std::vector<Tensor> gatv2_backward(Tensor rowptr, Tensor col, Tensor perm, Tenso
         gout.data_ptr<scalar_t>(), dlogit.data_ptr<scalar_t>(), gxs.data_ptr<scalar_t>(),
         vs.has_value() ? gvs.data_ptr<scalar_t>() : nullptr);
   });
-  return {gxs, gxt, gxe, gatt_threads.sum(0), gvs};
+  return {gxs, gxt, gxe, gatt, gvs};
 }
 
 }  // namespace
