@@ -51,6 +51,7 @@ Backends (:func:`set_backend`, or the ``GATKIT_BACKEND`` environment variable):
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import os
 from collections.abc import Iterator
@@ -124,7 +125,12 @@ class AttentionDropout:
 
     def scale(self, dtype: torch.dtype) -> Tensor:
         """``[E, H]`` factors ``d``: ``alpha * d == F.dropout(alpha, p)`` with this mask."""
-        return self.mask.to(dtype).div_(self.keep_prob)
+        return _mask_scale(self.mask, self.keep_prob, dtype)
+
+
+def _mask_scale(mask: Tensor, keep_prob: float, dtype: torch.dtype) -> Tensor:
+    """``mask / keep_prob`` in ``dtype``: 0 or ``1 / (1 - p)``, as ``F.dropout`` forms it."""
+    return mask.to(dtype).div_(keep_prob)
 
 
 def attention_dropout(
@@ -149,7 +155,7 @@ def _scale_kernels(kernels: Any) -> SimpleNamespace:
     """
 
     def scale_of(mask: Tensor | None, keep_prob: float, dtype: torch.dtype) -> Tensor | None:
-        return None if mask is None else mask.to(dtype).div_(keep_prob)
+        return None if mask is None else _mask_scale(mask, keep_prob, dtype)
 
     def gat_forward(csr, ss, sd, es, wh, slope, drop, need_alpha):
         scale = None if drop is None else drop.scale(wh.dtype)
@@ -182,6 +188,7 @@ def _scale_kernels(kernels: Any) -> SimpleNamespace:
     )
 
 
+@functools.cache
 def _cpp_adapter(module: ModuleType) -> SimpleNamespace:
     """The compiled module: per-edge tensors in CSR order, ``lse`` ``[N_t, H]`` saved.
 
@@ -237,6 +244,7 @@ def _cpp_adapter(module: ModuleType) -> SimpleNamespace:
     )
 
 
+@functools.cache
 def _triton_kernels() -> Any:
     if importlib.util.find_spec("triton") is None:
         return None
