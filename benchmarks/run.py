@@ -8,7 +8,12 @@ One command (from the repository root)::
 Model (both libraries, the same weights copied with :func:`gatkit.interop.from_pyg`): two
 attention layers of 8 heads x 8 hidden (concatenated, ELU), then the class layer (1 head);
 feature dropout 0.6 before each layer and attention dropout 0.6 in training, as in the GAT
-paper. Graphs: Cora (the real Planetoid files), an ogbn-arxiv-sized random graph (169,343
+paper. PyG's model is ``dropout -> conv -> ELU`` with ``F.dropout`` and ``F.elu``; gatkit's
+is the same computation with :func:`gatkit.nn.lean_dropout` for the dropouts (ELU and the
+next dropout as one step that keeps the layer output and a one-byte mask, its masks drawn
+from ``F.dropout``'s random stream, so both models give equal outputs for a seed); the
+memory of gatkit's layers inside PyG's plain model is measured too (``gatkit-plain``).
+Graphs: Cora (the real Planetoid files), an ogbn-arxiv-sized random graph (169,343
 nodes, 1,166,243 directed edges, 128 features, 40 classes), and a growth series of random
 graphs with average in-degree 10 (10k to 1M nodes). Figures:
 
@@ -17,7 +22,7 @@ graphs with average in-degree 10 (10k to 1M nodes). Figures:
   process, on the same graph and weights, so load from other processes hits both alike;
 - peak memory: each (library, layer, mode) in a fresh subprocess; the increase of
   ``ru_maxrss`` over its value after setup (graph, model, optimiser, one tiny forward);
-- the floor (arxiv): the peak of the same model with each attention layer replaced by its
+- the floor (arxiv): the peak of gatkit's model with each attention layer replaced by its
   projection alone, which any attention layer inside this model pays too;
 - the exponent ``b`` of ``time = a E^b`` fitted over the growth series, and the largest
   graph of the series that trains within 24 GiB, from a linear fit of total peak RSS
@@ -97,11 +102,35 @@ class Net(nn.Module):
         return x
 
 
+class LeanNet(Net):
+    """The same model with gatkit's memory-lean dropout (:func:`gatkit.nn.recomputed_dropout`).
+
+    ELU and the next layer's input dropout run as one step that keeps the layer output and a
+    one-byte mask; the attention layer keeps that recipe instead of its dropped input. The
+    masks are drawn from the same random stream as ``F.dropout``, so with the same seed the
+    outputs equal :class:`Net`'s.
+    """
+
+    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        from gatkit.nn import lean_dropout
+
+        x = lean_dropout(x, DROPOUT, self.training)
+        last = len(self.convs) - 1
+        for k, conv in enumerate(self.convs):
+            x = conv(x, edge_index)
+            if k < last:
+                x = lean_dropout(x, DROPOUT, self.training, activation="elu")
+        return x
+
+
 class NoAttention(nn.Linear):
     """A layer of the floor model: the projection alone, no attention (the graph unused)."""
 
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:  # noqa: ARG002
-        return super().forward(x)
+        from gatkit.nn.recompute import dropped_inputs_as_recipes
+
+        with dropped_inputs_as_recipes():  # as a gatkit layer keeps its lean-dropout input
+            return super().forward(x)
 
 
 def make_models(op: str, in_dim: int, classes: int, impls: list[str]) -> dict[str, Net]:
@@ -114,7 +143,7 @@ def make_models(op: str, in_dim: int, classes: int, impls: list[str]) -> dict[st
     width = HEADS * HIDDEN
     if impls == ["floor"]:
         floor = [NoAttention(in_dim, width), NoAttention(width, width), NoAttention(width, classes)]
-        return {"floor": Net(floor)}
+        return {"floor": LeanNet(floor)}
     import torch_geometric.nn as pyg_nn
 
     from gatkit.interop import from_pyg
@@ -130,7 +159,9 @@ def make_models(op: str, in_dim: int, classes: int, impls: list[str]) -> dict[st
     )
     models = {"pyg": pyg}
     if "gatkit" in impls:
-        models["gatkit"] = Net([from_pyg(c) for c in pyg.convs])
+        models["gatkit"] = LeanNet([from_pyg(c) for c in pyg.convs])
+    if "gatkit-plain" in impls:  # gatkit's layers inside PyG's F.dropout / F.elu model
+        models["gatkit-plain"] = Net([from_pyg(c) for c in pyg.convs])
     return {k: v for k, v in models.items() if k in impls}
 
 
@@ -233,6 +264,9 @@ def plan(quick: bool, confirm: int | None) -> list[dict]:
                 for mode in ("infer", "train"):
                     job = {"kind": "memory", "graph": g, "op": op, "impl": impl, "mode": mode}
                     jobs.append(job)
+            if g == "arxiv":
+                job = {"kind": "memory", "graph": g, "op": op, "impl": "gatkit-plain"}
+                jobs.append({**job, "mode": "train"})
         for g in growth:
             n = int(g.split("-")[1])
             for impl in ["gatkit"] + (["pyg"] if n <= PYG_GROWTH_LIMIT else []):
@@ -272,7 +306,12 @@ def summarise(results: list[dict]) -> dict:
     memory = {
         (r["graph"], r["op"], r["impl"], r["mode"]): r for r in ok if r["job"]["kind"] == "memory"
     }
-    summary: dict = {"exponents": {}, "exponents_from_1M_edges": {}, "largest_trainable": {}}
+    summary: dict = {
+        "exponents": {},
+        "exponents_100k_to_3M_edges": {},
+        "exponents_from_1M_edges": {},
+        "largest_trainable": {},
+    }
     for op in ("gat", "gatv2"):
         for impl in ("gatkit", "pyg"):
             for mode in ("infer", "train"):
@@ -282,6 +321,10 @@ def summarise(results: list[dict]) -> dict:
                     if o == op and g.startswith("grow-") and f"{impl}_{mode}" in r["seconds"]
                 ]
                 summary["exponents"][f"{op}/{impl}/{mode}"] = fit_power(pts)
+                issue_range = [p for p in pts if 100_000 <= p[0] <= 3_000_000]
+                summary["exponents_100k_to_3M_edges"][f"{op}/{impl}/{mode}"] = fit_power(
+                    issue_range
+                )
                 large = [p for p in pts if p[0] >= 1_000_000]
                 summary["exponents_from_1M_edges"][f"{op}/{impl}/{mode}"] = fit_power(large)
             pts = [
@@ -346,6 +389,15 @@ def markdown(results: list[dict], summary: dict) -> str:
             f"alone keeps {mb(floor['train'])} in a training step, {mb(floor['infer'])} in "
             "inference.",
         ]
+    for op in ("gat", "gatv2"):
+        plain = mem.get(("arxiv", op, "gatkit-plain", "train"))
+        if plain is not None:
+            pyg = mem.get(("arxiv", op, "pyg", "train"))
+            ratio = f" (1/{pyg / plain:.1f} of PyG)" if pyg else ""
+            lines.append(
+                f"gatkit's {op} layers inside the plain model (F.dropout, F.elu instead of "
+                f"gatkit's lean dropout) keep {mb(plain)} in an arxiv training step{ratio}."
+            )
     lines += ["", "Inference peak memory (increase over setup):", ""]
     lines += ["| graph | layer | gatkit | PyG | ratio |", "|---|---|---:|---:|---:|"]
     for (g, op, impl, mode), v in mem.items():
@@ -354,13 +406,19 @@ def markdown(results: list[dict], summary: dict) -> str:
             ratio = f"1/{p / v:.1f}" if p and v else "–"
             lines.append(f"| {g} | {op} | {mb(v)} | {mb(p)} | {ratio} |")
     lines += ["", "Fitted exponent b of time ∝ E^b over the growth series:", ""]
-    lines += ["| layer / library / figure | b, all sizes | b, E ≥ 1 M |", "|---|---:|---:|"]
+    lines += [
+        "| layer / library / figure | b, all sizes | b, 100 k–3 M edges | b, E ≥ 1 M |",
+        "|---|---:|---:|---:|",
+    ]
 
     def num(b):
         return "–" if b is None else f"{b:.2f}"
 
     for k, b in summary["exponents"].items():
-        lines.append(f"| {k} | {num(b)} | {num(summary['exponents_from_1M_edges'].get(k))} |")
+        middle = summary.get("exponents_100k_to_3M_edges", {}).get(k)
+        lines.append(
+            f"| {k} | {num(b)} | {num(middle)} | {num(summary['exponents_from_1M_edges'].get(k))} |"
+        )
     lines += ["", "Largest growth-series graph (degree 10) that trains within 24 GiB (fit):", ""]
     lines += ["| layer / library | bytes per edge | max E | max N |", "|---|---:|---:|---:|"]
     for k, v in summary["largest_trainable"].items():

@@ -139,3 +139,17 @@ def test_help_is_available_for_every_command(command, capsys):
         main([*command, "--help"])
     assert exit_info.value.code == 0
     assert "usage: gatkit" in capsys.readouterr().out
+
+
+def test_min_val_loss_stopping_is_recorded_and_runs_in_its_own_folder(
+    tmp_path, capsys, shared_data_dir
+):
+    argv = ["train", "--dataset", "cora", "--model", "gat", "--epochs", "4", "--json"]
+    argv += ["--stopping", "min-val-loss", "--dropout-placement", "shared", "--threads", "2"]
+    argv += ["--data-dir", str(shared_data_dir), "--out", str(tmp_path)]
+    code, stdout, _ = run_cli(argv, capsys)
+    assert code == 0
+    summary = json.loads(stdout)
+    assert summary["config"]["stopping"] == "min-val-loss"
+    assert summary["config"]["max_epochs"] == 1000 and summary["epochs"] == [4]
+    assert (tmp_path / "cora-gat-shared-min-val-loss" / "seed-0" / "checkpoint.pt").is_file()

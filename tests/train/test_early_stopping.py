@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from gatkit.train.early_stopping import GATEarlyStopping
+from gatkit.train.early_stopping import GATEarlyStopping, MinValidationLossSelection, make_stopper
 
 
 def run_script(losses, accuracies, patience):
@@ -77,3 +77,42 @@ def test_state_dict_round_trip_continues_identically():
 def test_invalid_patience_is_refused_with_its_value(patience):
     with pytest.raises(ValueError, match="patience"):
         GATEarlyStopping(patience)
+
+
+# --------------------------------------------------------------- PyG's benchmark rule
+def test_min_val_loss_keeps_each_strictly_lower_loss_and_never_stops_in_the_first_half():
+    stopper = MinValidationLossSelection(patience=3, max_epochs=10)
+    losses = [1.0, 0.8, 0.8, 0.9, 2.0, 0.7]  # epochs 1..6; 5 would stop if past half
+    decisions = [stopper.step(t, loss, 0.5) for t, loss in enumerate(losses, start=1)]
+    assert [d.keep for d in decisions] == [True, True, False, False, False, True]
+    assert not any(d.stop for d in decisions[:5])  # epochs 1-5 are within max_epochs // 2
+    assert stopper.best_epoch == 6 and stopper.best_val_loss == 0.7
+
+
+def test_min_val_loss_stops_once_the_loss_exceeds_the_mean_of_the_previous_patience():
+    stopper = MinValidationLossSelection(patience=3, max_epochs=6)
+    for t, loss in enumerate([0.5, 0.4, 0.6], start=1):
+        assert not stopper.step(t, loss, 0.5).stop  # epochs 1-3: not past 6 // 2
+    # epoch 4 > 6 // 2; the previous three losses average 0.5
+    assert not MinValidationLossSelection(3, 4).step(3, 9.0, 0.5).stop  # no history yet
+    assert stopper.step(4, 0.5, 0.5).stop is False  # 0.5 is not above 0.5
+    assert stopper.step(5, 0.51, 0.5).stop is True  # mean of 0.4, 0.6, 0.5 is 0.5
+
+
+def test_min_val_loss_state_dict_round_trip_continues_identically():
+    losses = [1.0, 0.9, 0.95, 0.85, 0.99, 0.97, 0.98, 1.2]
+    whole = MinValidationLossSelection(patience=2, max_epochs=6)
+    expected = [whole.step(t, loss, 0.1) for t, loss in enumerate(losses, start=1)]
+    first = MinValidationLossSelection(patience=2, max_epochs=6)
+    got = [first.step(t, loss, 0.1) for t, loss in enumerate(losses[:4], start=1)]
+    second = MinValidationLossSelection(patience=2, max_epochs=6)
+    second.load_state_dict(first.state_dict())
+    got += [second.step(t, loss, 0.1) for t, loss in enumerate(losses[4:], start=5)]
+    assert got == expected
+
+
+def test_make_stopper_names_its_rules():
+    assert isinstance(make_stopper("gat", 5, 100), GATEarlyStopping)
+    assert isinstance(make_stopper("min-val-loss", 5, 100), MinValidationLossSelection)
+    with pytest.raises(ValueError, match="min-val-loss"):
+        make_stopper("best-test", 5, 100)

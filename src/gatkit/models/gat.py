@@ -37,9 +37,11 @@ from gatkit.models.config import (
 )
 from gatkit.nn import GATConv, GATv2Conv
 from gatkit.nn.dropout import FeatureDropout
+from gatkit.nn.recomputed_dropout import lean_dropout
 
 OPERATORS = ("gat", "gatv2")
 DROPOUT_PLACEMENTS = ("per_head", "shared")
+STOPPING_RULES = ("gat", "min-val-loss")  # gatkit.train.early_stopping.make_stopper
 
 __all__ = ["DROPOUT_PLACEMENTS", "GAT", "GATConfig", "FeatureDropout", "OPERATORS"]
 
@@ -77,6 +79,11 @@ class GATConfig(ConfigRecord):
             :math:`\\lambda \\sum \\lVert\\theta\\rVert^2 / 2` to the loss; paper: 5e-4,
             Pubmed 1e-3).
         patience: epochs without improvement before early stopping (paper: 100).
+        stopping: ``"gat"`` (the authors' rule: patience on validation loss or accuracy,
+            :class:`gatkit.train.early_stopping.GATEarlyStopping`) or ``"min-val-loss"``
+            (PyG's citation benchmark: the epoch of least validation loss is kept, training
+            runs at least half of ``max_epochs``;
+            :class:`gatkit.train.early_stopping.MinValidationLossSelection`).
         max_epochs: hard cap on training epochs (GAT code: 100000, i.e. early stopping
             decides).
     """
@@ -95,12 +102,14 @@ class GATConfig(ConfigRecord):
     lr: float = 0.005
     weight_decay: float = 5e-4
     patience: int = 100
+    stopping: str = "gat"
     max_epochs: int = 100_000
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the field, the expected and the actual value."""
         require_choice(self, "operator", OPERATORS)
         require_choice(self, "dropout_placement", DROPOUT_PLACEMENTS)
+        require_choice(self, "stopping", STOPPING_RULES)
         require_positive_ints(
             self, ("num_layers", "hidden_channels", "heads", "out_heads", "max_epochs", "patience")
         )
@@ -187,15 +196,16 @@ class GAT(nn.Module):
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
         """Logits ``[N, C]``; see the module docstring for the equations."""
         p = self.config.dropout if self.shared_dropout else 0.0
+        last = len(self.layers) - 1
+        # drop_p(H^(0)) here when shared (sparse-aware: bag-of-words features); per head
+        # inside the layers otherwise.
+        x = self.input_dropout(x)  # [N, F]
         for index, layer in enumerate(self.layers):
-            # drop_p(H^(l-1)) here when shared; per head inside the layer otherwise.
-            if index == 0:
-                x = self.input_dropout(x)  # [N, F]; the raw features are sparse bag-of-words
-            elif p > 0.0:
-                x = nn.functional.dropout(x, p=p, training=self.training)  # [N, K F']
             x = layer(x, edge_index)  # [N, K F'] hidden, [N, C] output
-            if index < len(self.layers) - 1:
-                x = nn.functional.elu(x)
+            if index < last:
+                # ELU, then the next layer's shared input dropout, as one step that keeps
+                # the layer output and a one-byte mask for the backward pass.
+                x = lean_dropout(x, p, self.training, activation="elu")  # [N, K F']
         return x
 
     def extra_repr(self) -> str:

@@ -10,6 +10,7 @@ from gatkit.nn.pooling import (
     global_mean_pool,
     global_sum_pool,
 )
+from gatkit.nn.recomputed_dropout import LeanDropout, lean_dropout
 
 __all__ = [
     "FeatureDropout",
@@ -17,8 +18,10 @@ __all__ = [
     "GATv2Conv",
     "GlobalAttentionPool",
     "HeadwiseProjection",
+    "LeanDropout",
     "global_max_pool",
     "global_mean_pool",
     "global_sum_pool",
+    "lean_dropout",
     "record_attention",
 ]

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from gatkit import ops
 from gatkit.errors import GraphInputError
 from gatkit.nn.dropout import HeadwiseProjection
-from gatkit.nn.recompute import recompute_projections
+from gatkit.nn.recompute import dropped_inputs_as_recipes, recompute_projections
 from gatkit.validation import check_edge_attr, check_edge_index, check_features
 
 NodeFeatures = Tensor | tuple[Tensor, Tensor]
@@ -170,9 +170,12 @@ class GraphAttentionBase(nn.Module):
         r""":math:`\mathbf{W}^k \mathrm{drop}_p^k(\mathbf{h})` ``[N, K, C]`` for each map.
 
         With ``feature_dropout`` :math:`p > 0` each head draws its own input mask (the GAT
-        authors' code); the maps in ``linears`` share the masks.
+        authors' code); the maps in ``linears`` share the masks. When ``x`` is a
+        :func:`~gatkit.nn.recomputed_dropout.lean_dropout` output, the products keep its recipe
+        for the backward pass instead of ``x``.
         """
-        return self.head_projection(x, linears)
+        with dropped_inputs_as_recipes():
+            return self.head_projection(x, linears)
 
     def keep_as_recipes(
         self, projections: list[tuple[Tensor, Tensor, nn.Linear]], active: bool = True

@@ -22,6 +22,8 @@ import weakref
 import torch
 from torch import Tensor, nn
 
+from gatkit.nn.recomputed_dropout import lean_dropout
+
 # Inputs with more non-zeros than this fraction take the dense paths.
 _SPARSE_FRACTION = 0.25
 # Dense inputs whose K dropped copies would exceed this many entries are dropped head by
@@ -132,7 +134,7 @@ class FeatureDropout(nn.Module):
     :math:`m_{ij}`, so drawing masks for the non-zeros only gives the same distribution as
     ``nn.functional.dropout`` at a fraction of the cost on bag-of-words features (Cora: 1.3 %
     non-zero). The non-zero positions of the last input are cached; inputs with more than a
-    quarter non-zeros use the dense dropout.
+    quarter non-zeros use the dense dropout (:func:`~gatkit.nn.recomputed_dropout.lean_dropout`).
     """
 
     def __init__(self, p: float) -> None:
@@ -144,8 +146,8 @@ class FeatureDropout(nn.Module):
         if not self.training or self.p == 0.0:
             return x
         pattern = self._nonzero.pattern(x)
-        if pattern is None:
-            return nn.functional.dropout(x, p=self.p, training=True)
+        if pattern is None:  # dense: F.dropout's values, one byte per entry kept for backward
+            return lean_dropout(x, self.p, training=True)
         rows, cols = pattern.rows, pattern.cols
         values = nn.functional.dropout(x[rows, cols], p=self.p, training=True)  # [nnz]
         out = torch.zeros_like(x)

@@ -1,6 +1,7 @@
 """The C++/OpenMP fused attention kernels for CPU, compiled on first use and cached.
 
-``csrc/fused_attention.cpp`` is built with :func:`torch.utils.cpp_extension.load` (JIT; the
+``csrc/fused_attention.cpp`` (with ``csrc/masked_scale.cpp``, the byte-mask dropout of
+:mod:`gatkit.nn.recomputed_dropout`) is built with :func:`torch.utils.cpp_extension.load` (JIT; the
 build lands in torch's extension cache, ``~/.cache/torch_extensions`` unless
 ``TORCH_EXTENSIONS_DIR`` says otherwise, so later processes only load it), for the CPU it
 runs on (``-march=native``; see :func:`_cpu_tag`). When the build
@@ -19,7 +20,9 @@ from types import ModuleType
 
 __all__ = ["announce_once", "cpp_kernels"]
 
-_SOURCE = Path(__file__).with_name("csrc") / "fused_attention.cpp"
+_SOURCES = [
+    Path(__file__).with_name("csrc") / name for name in ("fused_attention.cpp", "masked_scale.cpp")
+]
 _state: dict[str, object] = {}
 
 
@@ -81,7 +84,7 @@ def _build() -> ModuleType:
         try:
             return load(
                 name=name,
-                sources=[str(_SOURCE)],
+                sources=[str(source) for source in _SOURCES],
                 extra_cflags=["-O3", *flags, "-fopenmp"],
                 extra_ldflags=["-fopenmp"],
                 verbose=False,

@@ -2,7 +2,7 @@
 
 from gatkit.train.attention_stats import attention_entropy, layer_entropies
 from gatkit.train.checkpoint import load_checkpoint, save_checkpoint
-from gatkit.train.early_stopping import GATEarlyStopping, StopDecision
+from gatkit.train.early_stopping import GATEarlyStopping, MinValidationLossSelection, StopDecision
 from gatkit.train.experiment import run_node_experiment
 from gatkit.train.graph_classification import CrossValidationConfig, cross_validate
 from gatkit.train.layerwise import layerwise_inference
@@ -19,6 +19,7 @@ from gatkit.train.seeding import (
 __all__ = [
     "CrossValidationConfig",
     "GATEarlyStopping",
+    "MinValidationLossSelection",
     "LookupTrainConfig",
     "MiniBatchNodeTrainer",
     "NodeTrainResult",

@@ -86,3 +86,73 @@ class GATEarlyStopping:
             raise ValueError(f"early-stopping state lacks the keys {missing}")
         for key in self.state_dict():
             setattr(self, key, state[key])
+
+
+class MinValidationLossSelection:
+    r"""PyG's citation-benchmark rule: keep the epoch of least validation loss.
+
+    After each epoch :math:`t` with validation loss :math:`\ell_t`:
+
+    - the epoch's model becomes the one kept when :math:`\ell_t < \min_{s<t} \ell_s`;
+    - once :math:`t > T/2` (:math:`T` = ``max_epochs``, 1000 in that benchmark), training
+      stops at the first epoch with :math:`\ell_t > \frac{1}{P}\sum_{s=t-P}^{t-1} \ell_s`,
+      the mean of the ``patience`` :math:`P` (100) losses before it.
+
+    Not the GAT paper's protocol (:class:`GATEarlyStopping`); it is the rule behind the
+    Planetoid figures of PyG's ``benchmark/citation`` scripts, offered so that numbers can be
+    compared with theirs.
+    """
+
+    def __init__(self, patience: int = 100, max_epochs: int = 1000) -> None:
+        for name, value in (("patience", patience), ("max_epochs", max_epochs)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        self.patience = patience
+        self.max_epochs = max_epochs
+        self.history: list[float] = []  # the last patience + 1 validation losses
+        self.best_epoch: int | None = None
+        self.best_val_loss: float = math.inf
+        self.best_val_acc: float | None = None
+
+    def step(self, epoch: int, val_loss: float, val_acc: float) -> StopDecision:
+        """Record epoch ``epoch``'s validation loss and accuracy; say what to do."""
+        val_loss, val_acc = float(val_loss), float(val_acc)
+        keep = val_loss < self.best_val_loss
+        if keep:
+            self.best_epoch, self.best_val_loss, self.best_val_acc = epoch, val_loss, val_acc
+        earlier = self.history[-self.patience :]
+        self.history = [*earlier, val_loss]
+        stop = (
+            epoch > self.max_epochs // 2
+            and len(earlier) > 0
+            and val_loss > sum(earlier) / len(earlier)
+        )
+        return StopDecision(improved=keep, keep=keep, stop=stop)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue the rule after a restart."""
+        return {
+            "patience": self.patience,
+            "max_epochs": self.max_epochs,
+            "history": list(self.history),
+            "best_epoch": self.best_epoch,
+            "best_val_loss": self.best_val_loss,
+            "best_val_acc": self.best_val_acc,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the state saved by :meth:`state_dict`."""
+        missing = sorted(set(self.state_dict()) - set(state))
+        if missing:
+            raise ValueError(f"early-stopping state lacks the keys {missing}")
+        for key in self.state_dict():
+            setattr(self, key, list(state[key]) if key == "history" else state[key])
+
+
+def make_stopper(rule: str, patience: int, max_epochs: int):
+    """The early-stopping object of ``rule`` (``GATConfig.stopping``: gat or min-val-loss)."""
+    if rule == "gat":
+        return GATEarlyStopping(patience)
+    if rule == "min-val-loss":
+        return MinValidationLossSelection(patience, max_epochs)
+    raise ValueError(f"stopping rule must be 'gat' or 'min-val-loss', got {rule!r}")

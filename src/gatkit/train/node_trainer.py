@@ -7,8 +7,9 @@ One epoch is one optimisation step on the whole graph followed by one evaluation
    \log \mathrm{softmax}(\mathbf{z}_i)_{y_i}`, one Adam step with L2 weight decay
    :math:`\lambda\theta` on every parameter;
 2. evaluation mode (dropout off): validation loss and accuracy, fed to
-   :class:`gatkit.train.early_stopping.GATEarlyStopping`, which decides whether to keep this
-   epoch's weights and whether to stop.
+   the early-stopping rule of ``config.stopping``
+   (:class:`gatkit.train.early_stopping.GATEarlyStopping` by default), which decides whether
+   to keep this epoch's weights and whether to stop.
 
 At the end the kept weights are loaded back into the model and evaluated on the test mask.
 
@@ -38,7 +39,7 @@ from gatkit.data.graph import Graph
 from gatkit.errors import CheckpointError, DatasetError
 from gatkit.models import GAT, GATConfig
 from gatkit.train.checkpoint import load_checkpoint, save_checkpoint
-from gatkit.train.early_stopping import GATEarlyStopping
+from gatkit.train.early_stopping import make_stopper
 from gatkit.train.seeding import capture_rng_state, restore_rng_state
 
 # Config fields that may differ between an interrupted run and its resumption.
@@ -162,7 +163,7 @@ class NodeTrainer:
         self.optimizer = torch.optim.Adam(
             model.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay
         )
-        self.stopper = GATEarlyStopping(self.config.patience)
+        self.stopper = make_stopper(self.config.stopping, self.config.patience, self.max_epochs)
         self.epoch = 0
         self.best_state: dict[str, Tensor] | None = None
         self.finished = False
