@@ -182,6 +182,27 @@ def test_csr_segments_list_every_edge_once_in_user_order_within_a_destination():
     assert sorted(csr.cperm.tolist()) == list(range(6))
 
 
+def test_edge_list_forms_the_sorted_edges_again_in_their_own_order():
+    # duplicates, a self-loop, an isolated destination (3) and a bipartite shape
+    edge_index = torch.tensor([[3, 0, 1, 0, 2, 3, 1, 1], [1, 1, 0, 2, 1, 2, 1, 1]])
+    assert torch.equal(ops.edge_list(ops.build_csr(edge_index, 4, 4)), edge_index)
+    assert torch.equal(ops.edge_list(ops.build_csr(edge_index, 4, 3)), edge_index)
+    empty = torch.empty(2, 0, dtype=torch.long)
+    assert torch.equal(ops.edge_list(ops.build_csr(empty, 2, 2)), empty)
+
+
+@pytest.mark.parametrize("operator", [GATConv, GATv2Conv])
+def test_fused_layer_returns_the_edges_with_self_loops_it_attended_over(operator):
+    edge_index = torch.tensor([[0, 1, 2, 2, 3], [1, 2, 0, 2, 1]])
+    layer = operator(3, 2, heads=2).eval()
+    x = torch.randn(5, 3)
+    with ops.use_backend("reference"):
+        _, (expected, alpha_ref) = layer(x, edge_index, return_attention_weights=True)
+    _, (edges, alpha) = layer(x, edge_index, return_attention_weights=True)
+    assert torch.equal(edges, expected)
+    torch.testing.assert_close(alpha, alpha_ref)
+
+
 def test_chunked_kernels_agree_across_chunk_boundaries(monkeypatch):
     monkeypatch.setattr(fused_chunked, "CHUNK_EDGES", 7)
     case = make_case(False, 3, torch.float64)

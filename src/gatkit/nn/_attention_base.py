@@ -238,27 +238,29 @@ class GraphAttentionBase(nn.Module):
     ) -> tuple[Tensor, Tensor | None, ops.EdgeCSR | None]:
         """:meth:`prepare_edges`, plus the sorted views the fused kernels need (if ``fused``).
 
-        The edges after self-loop handling, and their CSR, depend only on the user's
-        ``edge_index`` tensor, the node counts and ``add_self_loops``; both are cached per
+        The CSR of the edges after self-loop handling depends only on the user's
+        ``edge_index`` tensor, the node counts and ``add_self_loops``; it is cached per
         ``edge_index`` tensor (:func:`gatkit.ops.cached_by_edge_index`), so the layers of one
-        model sort a graph once. Edge features are recomputed every call.
+        model sort a graph once. The fused path without edge features keeps no edge list
+        (``None`` is returned in its place): :meth:`finish` forms it from the CSR
+        (:func:`gatkit.ops.edge_list`) only when attention weights are asked for. Edge
+        features are prepared again every call.
         """
         if not fused:
             return (*self.prepare_edges(edge_index, edge_attr, num_src, num_dst), None)
         user_index = edge_index
-        key = ("gat-layer-edges", self.add_self_loops, num_src, num_dst)
+        key = ("gat-layer-csr", self.add_self_loops, num_src, num_dst)
         if edge_attr is None:
 
-            def make() -> tuple[Tensor, ops.EdgeCSR]:
+            def make() -> ops.EdgeCSR:
                 prepared, _ = self.prepare_edges(user_index, None, num_src, num_dst)
-                return prepared, ops.build_csr(prepared, num_src, num_dst)
+                return ops.build_csr(prepared, num_src, num_dst)
 
             check_edge_index(user_index, num_src, num_dst)
-            prepared, csr = ops.cached_by_edge_index(user_index, key, make)
-            return prepared, None, csr
+            return None, None, ops.cached_by_edge_index(user_index, key, make)
         prepared, edge_attr = self.prepare_edges(edge_index, edge_attr, num_src, num_dst)
-        _, csr = ops.cached_by_edge_index(
-            user_index, key, lambda: (prepared, ops.build_csr(prepared, num_src, num_dst))
+        csr = ops.cached_by_edge_index(
+            user_index, key, lambda: ops.build_csr(prepared, num_src, num_dst)
         )
         return prepared, edge_attr, csr
 
@@ -285,14 +287,21 @@ class GraphAttentionBase(nn.Module):
     def finish(
         self,
         out: Tensor,
-        edge_index: Tensor,
+        edge_index: Tensor | None,
         alpha: Tensor | None,
         dropout: ops.AttentionDropout | None,
         return_attention_weights: bool,
+        csr: ops.EdgeCSR | None = None,
     ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
-        """Record and/or return ``(edge_index, alpha [E', H])``; alpha after dropout."""
+        """Record and/or return ``(edge_index, alpha [E', H])``; alpha after dropout.
+
+        ``edge_index`` ``None`` (the fused path keeps no edge list) is formed from ``csr``.
+        """
         if alpha is None or not self.wants_attention(return_attention_weights):
             return out
+        if edge_index is None:
+            assert csr is not None, "finish needs the edge list or its CSR"
+            edge_index = ops.edge_list(csr)
         if dropout is not None:
             alpha = alpha * dropout.scale(alpha.dtype)  # F.dropout(alpha) of the reference path
         self.remember_attention(edge_index, alpha)

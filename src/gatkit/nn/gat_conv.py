@@ -159,7 +159,7 @@ class GATConv(GraphAttentionBase):
         edge_index, edge_attr, csr = self.prepare_graph(
             edge_index, edge_attr, num_src, num_dst, fused=kernels is not None
         )
-        src, dst = edge_index  # j, i
+        num_edges = csr.num_edges if csr is not None else edge_index.size(1)
 
         # W h_j and W h_i, per head.
         (wh_src,) = self.project(x_src, [self.project_source])  # [N_s, H, C]
@@ -188,7 +188,7 @@ class GATConv(GraphAttentionBase):
                     we = self.project_edge.weight.view(H, C, -1)  # [H, C, D]
                     att_edge = (we * self.att_edge.unsqueeze(-1)).sum(1)  # [H, D]
                     edge_score = edge_attr @ att_edge.t()  # [E, H]
-                drop = self.attention_dropout(src.numel(), score_src.device)  # [E, H] mask or None
+                drop = self.attention_dropout(num_edges, score_src.device)  # [E, H] mask or None
                 out, alpha = ops.gat_attention(
                     kernels,
                     csr,
@@ -201,9 +201,10 @@ class GATConv(GraphAttentionBase):
                     need_attention=self.wants_attention(return_attention_weights),
                 )  # [N_t, H, C], [E, H] or None
                 out = self.combine_heads(out, x_dst)  # [N_t, H C] or [N_t, C]
-                return self.finish(out, edge_index, alpha, drop, return_attention_weights)
+                return self.finish(out, edge_index, alpha, drop, return_attention_weights, csr)
 
             # e_ij = LeakyReLU(a_tᵀ W h_i + a_sᵀ W h_j [+ a_eᵀ W_e e_ij]).
+            src, dst = edge_index  # j, i
             scores = ops.gather(score_src, src) + ops.gather(score_dst, dst)  # [E, H]
             if edge_attr is not None and self.project_edge is not None:
                 we = self.project_edge(edge_attr).view(-1, H, C)  # [E, H, C]

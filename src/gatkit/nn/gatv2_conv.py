@@ -149,7 +149,7 @@ class GATv2Conv(GraphAttentionBase):
         edge_index, edge_attr, csr = self.prepare_graph(
             edge_index, edge_attr, num_src, num_dst, fused=kernels is not None
         )
-        src, dst = edge_index  # j, i
+        num_edges = csr.num_edges if csr is not None else edge_index.size(1)
 
         # W_s h_j and W_t h_i, per head.
         target_projection = self.project_target or self.project_source
@@ -167,7 +167,7 @@ class GATv2Conv(GraphAttentionBase):
             # One fused pass per destination: e_ij, α_ij, Σ_j α_ij W_s h_j; the [E, H, C]
             # hidden is recomputed per segment, never stored (W_e e_ij is formed inside).
             use_edges = edge_attr is not None and self.project_edge is not None
-            drop = self.attention_dropout(src.numel(), ws_h.device)  # [E, H] mask or None
+            drop = self.attention_dropout(num_edges, ws_h.device)  # [E, H] mask or None
             # Autograd keeps (h, W_s) and (h, W_t) in place of W_s h and W_t h.
             projections = [(ws_h, x_src, self.project_source)]
             if wt_h is not ws_h:
@@ -187,9 +187,10 @@ class GATv2Conv(GraphAttentionBase):
                     need_attention=self.wants_attention(return_attention_weights),
                 )  # [N_t, H, C], [E, H] or None
             out = self.combine_heads(out, x_dst)  # [N_t, H C] or [N_t, C]
-            return self.finish(out, edge_index, alpha, drop, return_attention_weights)
+            return self.finish(out, edge_index, alpha, drop, return_attention_weights, csr)
 
         # e_ij = aᵀ LeakyReLU(W_s h_j + W_t h_i [+ W_e e_ij]).
+        src, dst = edge_index  # j, i
         hidden = ops.gather(ws_h, src) + ops.gather(wt_h, dst)  # [E, H, C]
         if edge_attr is not None and self.project_edge is not None:
             hidden = hidden + self.project_edge(edge_attr).view(-1, H, C)  # [E, H, C]

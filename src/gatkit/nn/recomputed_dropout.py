@@ -91,10 +91,8 @@ def _drop(z: Tensor, keep: Tensor, scale: float, activation: str | None) -> Tens
     reading the ``uint8`` mask as ``bool`` (no float copy of the mask either way).
     """
     source = nn.functional.elu(z) if activation == "elu" else z
-    if activation == "elu":
-        out = source  # a new tensor already: the mask is applied in place
-    else:
-        out = torch.empty_like(z)
+    # The ELU's output is a new tensor already: the mask is applied to it in place.
+    out = source if activation == "elu" else torch.empty_like(z)
     kernels = _masked_scale_kernels(z)
     dense = all(t.is_contiguous() for t in (source, keep, out))
     if kernels is not None and dense:

@@ -3,7 +3,7 @@
 ``ops`` → ``nn`` → ``models`` → ``data`` → ``train`` → ``cli``: every arrow points down.
 """
 
-from gatkit.ops.csr import EdgeCSR, build_csr, cached_by_edge_index, csr_of
+from gatkit.ops.csr import EdgeCSR, build_csr, cached_by_edge_index, csr_of, edge_list
 from gatkit.ops.fused import (
     BACKENDS,
     AttentionDropout,
@@ -33,6 +33,7 @@ __all__ = [
     "build_csr",
     "cached_by_edge_index",
     "csr_of",
+    "edge_list",
     "gat_attention",
     "gatv2_attention",
     "get_backend",

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["EdgeCSR", "build_csr", "cached_by_edge_index", "csr_of"]
+__all__ = ["EdgeCSR", "build_csr", "cached_by_edge_index", "csr_of", "edge_list"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,22 @@ def build_csr(edge_index: Tensor, num_src: int, num_dst: int) -> EdgeCSR:
     position = torch.empty_like(perm)
     position[perm] = torch.arange(perm.numel(), device=perm.device)  # user id -> CSR position
     return EdgeCSR(rowptr, col, perm, colptr, row, cperm, position.index_select(0, cperm))
+
+
+def edge_list(csr: EdgeCSR) -> Tensor:
+    """The ``[2, E]`` edge list ``(j, i)`` the views were sorted from, in its own edge order.
+
+    Inverse of :func:`build_csr`: the layers cache only the sorted views of a graph and form
+    its edge list again when a caller asks for the attention weights with their edges.
+    """
+    num_dst = csr.num_dst
+    targets = torch.repeat_interleave(
+        torch.arange(num_dst, device=csr.col.device), csr.rowptr.diff()
+    )  # [E], destination of each CSR position
+    edges = torch.empty((2, csr.num_edges), dtype=csr.col.dtype, device=csr.col.device)
+    edges[0, csr.perm] = csr.col
+    edges[1, csr.perm] = targets
+    return edges
 
 
 _CACHE_SIZE = 16
