@@ -4,6 +4,7 @@ One command (from the repository root)::
 
     .venv/bin/python benchmarks/run.py            # full run, writes benchmarks/results/
     .venv/bin/python benchmarks/run.py --quick    # small graphs only, a smoke test
+    .venv/bin/python benchmarks/run.py --masks philox   # gatkit with its parallel mask generator
 
 Model (both libraries, the same weights copied with :func:`gatkit.interop.from_pyg`): two
 attention layers of 8 heads x 8 hidden (concatenated, ELU), then the class layer (1 head);
@@ -438,8 +439,16 @@ def main() -> int:
     parser.add_argument("--only", default="", help="comma list of job kinds: time,memory")
     parser.add_argument("--graphs", default="", help="comma list: run only jobs on these graphs")
     parser.add_argument("--resume", action="store_true", help="skip jobs already in the log")
+    parser.add_argument(
+        "--masks",
+        choices=("torch", "philox"),
+        default=None,
+        help="gatkit's dropout-mask generator (gatkit.ops.set_mask_generator; default torch)",
+    )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.masks is not None:
+        os.environ["GATKIT_MASKS"] = args.masks  # read by gatkit in every worker process
 
     if args.worker:
         job = json.loads(args.worker)

@@ -275,9 +275,14 @@ class GraphAttentionBase(nn.Module):
         return bool(return_attention_weights or self.record_attention)
 
     def attend(self, scores: Tensor, dst: Tensor, num_dst: int) -> Tensor:
-        r"""``α_ij = softmax_j(e_ij)`` over each destination's in-edges, then attention dropout."""
+        r"""``α_ij = softmax_j(e_ij)`` over each destination's in-edges, then attention dropout.
+
+        The mask comes from :func:`gatkit.ops.attention_dropout`, as in the fused path (with
+        the default generator it is ``F.dropout``'s mask).
+        """
         alpha = ops.segment_softmax(scores, dst, num_dst)  # [E, H]
-        return nn.functional.dropout(alpha, p=self.dropout, training=self.training)
+        drop = self.attention_dropout(alpha.size(0), alpha.device)
+        return alpha if drop is None else alpha * drop.scale(alpha.dtype)
 
     def remember_attention(self, edge_index: Tensor, alpha: Tensor) -> None:
         """Keep a detached copy of this forward's attention when recording is switched on."""

@@ -16,10 +16,12 @@ attention layer that reads :math:`\mathbf{y}` saves that recipe instead of the t
 that needs no gradient) the layer then keeps the mask alone next to the input its caller
 holds anyway.
 
-The mask is drawn with ``bernoulli_`` from the global generator, as ``F.dropout`` draws its
-mask on the CPU, so for a seed the result equals ``F.dropout(F.elu(z), p)`` bit for bit, in
-the forward and the backward pass (on CUDA ``F.dropout`` uses a fused kernel with its own
-random stream: the distribution is the same, the draws are not).
+By default the mask is drawn with ``bernoulli_`` from the global generator, as
+``F.dropout`` draws its mask on the CPU, so for a seed the result equals
+``F.dropout(F.elu(z), p)`` bit for bit, in the forward and the backward pass (on CUDA
+``F.dropout`` uses a fused kernel with its own random stream: the distribution is the same,
+the draws are not). With ``gatkit.ops.set_mask_generator("philox")`` it comes from the
+parallel generator of :mod:`gatkit.ops.masks` instead.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import weakref
 
 import torch
 from torch import Tensor, nn
+
+from gatkit.ops.masks import draw_keep_mask, get_mask_generator
 
 __all__ = ["DroppedFeatures", "LeanDropout", "lean_dropout", "recipe_of"]
 
@@ -158,8 +162,11 @@ def lean_dropout(
         raise TypeError(f"lean_dropout needs floating-point features, got {z.dtype}")
     if not training or p == 0.0:
         return nn.functional.elu(z) if activation == "elu" else z
-    # z's strides, as F.dropout's noise: bernoulli_ fills memory in the same order.
-    keep = torch.empty_like(z, dtype=torch.uint8).bernoulli_(1.0 - p)
+    if get_mask_generator() == "torch":
+        # z's strides, as F.dropout's noise: bernoulli_ fills memory in the same order.
+        keep = torch.empty_like(z, dtype=torch.uint8).bernoulli_(1.0 - p)
+    else:
+        keep = draw_keep_mask(z.shape, 1.0 - p, z.device)
     scale = float(torch.ones((), dtype=z.dtype).div_(1.0 - p))  # F.dropout's 1 / (1 - p)
     out = _ActivationDropout.apply(z, keep, scale, activation)
     recipe = DroppedFeatures(z, keep, scale, activation)

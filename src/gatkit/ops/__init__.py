@@ -15,6 +15,12 @@ from gatkit.ops.fused import (
     set_backend,
     use_backend,
 )
+from gatkit.ops.masks import (
+    draw_keep_mask,
+    get_mask_generator,
+    set_mask_generator,
+    use_mask_generator,
+)
 from gatkit.ops.segment import gather, segment_max, segment_softmax, segment_sum
 from gatkit.ops.self_loops import (
     FILL_REDUCTIONS,
@@ -33,13 +39,17 @@ __all__ = [
     "build_csr",
     "cached_by_edge_index",
     "csr_of",
+    "draw_keep_mask",
     "edge_list",
     "gat_attention",
     "gatv2_attention",
     "get_backend",
+    "get_mask_generator",
     "kernels_for",
     "set_backend",
+    "set_mask_generator",
     "use_backend",
+    "use_mask_generator",
     "gather",
     "remove_self_loops",
     "segment_max",

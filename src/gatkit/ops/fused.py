@@ -66,6 +66,7 @@ from torch.autograd.function import once_differentiable
 from gatkit.ops import fused_chunked
 from gatkit.ops.csr import EdgeCSR
 from gatkit.ops.fused_cpu import announce_once, cpp_kernels
+from gatkit.ops.masks import draw_keep_mask
 
 __all__ = [
     "BACKENDS",
@@ -110,10 +111,11 @@ def use_backend(name: str) -> Iterator[None]:
 class AttentionDropout:
     """The attention dropout of one forward pass: which coefficients survive, and ``p``.
 
-    ``mask`` is ``[E, H]`` ``uint8`` in the user's edge order (1 = kept). It is drawn exactly
-    as ``F.dropout`` draws its mask for an ``[E, H]`` tensor, so with the same random state the
-    fused and the reference paths (and PyG) drop the same coefficients; one byte per edge and
-    head instead of a float scale.
+    ``mask`` is ``[E, H]`` ``uint8`` in the user's edge order (1 = kept), drawn by
+    :func:`gatkit.ops.masks.draw_keep_mask`: by default exactly as ``F.dropout`` draws its
+    mask for an ``[E, H]`` tensor, so with the same random state the fused and the reference
+    paths (and PyG) drop the same coefficients; one byte per edge and head instead of a float
+    scale.
     """
 
     mask: Tensor
@@ -139,8 +141,7 @@ def attention_dropout(
     """Draw the ``[E, H]`` attention-dropout mask (``None`` when inactive)."""
     if not training or p == 0.0:
         return None
-    mask = torch.empty((num_edges, heads), dtype=torch.uint8, device=device)
-    return AttentionDropout(mask.bernoulli_(1.0 - p), p)
+    return AttentionDropout(draw_keep_mask((num_edges, heads), 1.0 - p, device), p)
 
 
 def _keep_prob(drop: AttentionDropout | None) -> float:

@@ -551,9 +551,11 @@ std::vector<Tensor> gatv2_backward(Tensor rowptr, Tensor col, Tensor perm, Tenso
 }  // namespace
 
 void masked_scale(const at::Tensor& src, const at::Tensor& keep, double scale, at::Tensor& out);
+void bernoulli_mask(at::Tensor& keep, double keep_prob, int64_t seed, int64_t stream);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("masked_scale", &masked_scale, "out = src * (keep * scale) (masked_scale.cpp)");
+  m.def("bernoulli_mask", &bernoulli_mask, "uint8 keep-mask from Philox4x32-10 (masked_scale.cpp)");
   m.def("gat_forward", &gat_forward, "fused GAT attention, forward");
   m.def("gat_backward", &gat_backward, "fused GAT attention, backward");
   m.def("gatv2_forward", &gatv2_forward, "fused GATv2 attention, forward");

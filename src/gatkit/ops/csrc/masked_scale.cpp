@@ -41,3 +41,63 @@ void masked_scale(const at::Tensor& src, const at::Tensor& keep, double scale, a
                                 static_cast<scalar_t>(scale));
   });
 }
+
+// ---------------------------------------------------------------------------------------
+// Bernoulli keep-masks from a counter-based generator (Philox4x32-10, Salmon et al., SC'11).
+//
+// keep[k] = 1 with probability keep_prob: the k-th 32-bit output of Philox keyed by `seed`
+// at counter (k / 4, stream) is compared with round(keep_prob * 2^32). Each output depends
+// only on (seed, stream, k), so the mask is the same for any number of threads and is drawn
+// in parallel, where torch's CPU bernoulli_ draws one element after another.
+
+namespace {
+
+inline void philox_round(uint32_t ctr[4], const uint32_t key[2]) {
+  constexpr uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;
+  const uint64_t p0 = static_cast<uint64_t>(kM0) * ctr[0];
+  const uint64_t p1 = static_cast<uint64_t>(kM1) * ctr[2];
+  const uint32_t hi0 = static_cast<uint32_t>(p0 >> 32), lo0 = static_cast<uint32_t>(p0);
+  const uint32_t hi1 = static_cast<uint32_t>(p1 >> 32), lo1 = static_cast<uint32_t>(p1);
+  ctr[0] = hi1 ^ ctr[1] ^ key[0];
+  ctr[1] = lo1;
+  ctr[2] = hi0 ^ ctr[3] ^ key[1];
+  ctr[3] = lo0;
+}
+
+inline void philox4x32_10(uint32_t ctr[4], uint32_t key[2]) {
+  constexpr uint32_t kW0 = 0x9E3779B9u, kW1 = 0xBB67AE85u;
+  for (int round = 0; round < 9; ++round) {
+    philox_round(ctr, key);
+    key[0] += kW0;
+    key[1] += kW1;
+  }
+  philox_round(ctr, key);
+}
+
+}  // namespace
+
+void bernoulli_mask(at::Tensor& keep, double keep_prob, int64_t seed, int64_t stream) {
+  TORCH_CHECK(keep.is_contiguous() && keep.scalar_type() == at::kByte && keep.is_cpu(),
+              "bernoulli_mask: the mask must be a contiguous uint8 CPU tensor");
+  TORCH_CHECK(keep_prob >= 0.0 && keep_prob <= 1.0, "bernoulli_mask: keep_prob outside [0, 1]");
+  uint8_t* out = keep.data_ptr<uint8_t>();
+  const int64_t n = keep.numel();
+  const double scaled = keep_prob * 4294967296.0;  // 2^32
+  const uint64_t threshold = scaled >= 4294967296.0 ? (uint64_t{1} << 32)
+                                                    : static_cast<uint64_t>(scaled + 0.5);
+  const uint64_t useed = static_cast<uint64_t>(seed);
+  const int64_t blocks = (n + 3) / 4;
+  at::parallel_for(0, blocks, 1 << 14, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      uint32_t ctr[4] = {static_cast<uint32_t>(b), static_cast<uint32_t>(b >> 32),
+                         static_cast<uint32_t>(stream), static_cast<uint32_t>(stream >> 32)};
+      uint32_t key[2] = {static_cast<uint32_t>(useed), static_cast<uint32_t>(useed >> 32)};
+      philox4x32_10(ctr, key);
+      const int64_t base = 4 * b;
+      const int64_t count = n - base < 4 ? n - base : 4;
+      for (int64_t i = 0; i < count; ++i) {
+        out[base + i] = static_cast<uint64_t>(ctr[i]) < threshold ? 1 : 0;
+      }
+    }
+  });
+}
