@@ -26,3 +26,13 @@ def shared_data_dir() -> Path:
             pytrace=False,
         )
     return folder
+
+
+@pytest.fixture(autouse=True)
+def _torch_mask_generator():
+    """Every test starts with torch's mask stream (``F.dropout``'s masks), whatever
+    ``GATKIT_MASKS`` says; the tests of the Philox generator switch to it themselves."""
+    from gatkit import ops
+
+    with ops.use_mask_generator("torch"):
+        yield
