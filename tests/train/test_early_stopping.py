@@ -116,3 +116,10 @@ def test_make_stopper_names_its_rules():
     assert isinstance(make_stopper("min-val-loss", 5, 100), MinValidationLossSelection)
     with pytest.raises(ValueError, match="min-val-loss"):
         make_stopper("best-test", 5, 100)
+
+
+def test_a_state_of_the_other_rule_is_refused_with_the_missing_keys():
+    with pytest.raises(ValueError, match="history"):
+        MinValidationLossSelection(5, 100).load_state_dict(GATEarlyStopping(5).state_dict())
+    with pytest.raises(ValueError, match="bad_epochs"):
+        GATEarlyStopping(5).load_state_dict(MinValidationLossSelection(5, 100).state_dict())

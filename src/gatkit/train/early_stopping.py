@@ -31,6 +31,21 @@ class StopDecision:
     stop: bool  # patience exhausted: end training after this epoch
 
 
+def restore_state(stopper: Any, state: dict[str, Any]) -> None:
+    """Set every attribute named by ``stopper.state_dict()`` from ``state`` (lists copied).
+
+    A state that lacks one of them (another rule's, a damaged checkpoint) is refused with
+    the missing names.
+    """
+    expected = stopper.state_dict()
+    missing = sorted(set(expected) - set(state))
+    if missing:
+        raise ValueError(f"early-stopping state lacks the keys {missing}")
+    for key in expected:
+        value = state[key]
+        setattr(stopper, key, list(value) if isinstance(value, list) else value)
+
+
 class GATEarlyStopping:
     """The GAT protocol's patience rule on validation loss **or** accuracy.
 
@@ -81,11 +96,7 @@ class GATEarlyStopping:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the state saved by :meth:`state_dict`."""
-        missing = sorted(set(self.state_dict()) - set(state))
-        if missing:
-            raise ValueError(f"early-stopping state lacks the keys {missing}")
-        for key in self.state_dict():
-            setattr(self, key, state[key])
+        restore_state(self, state)
 
 
 class MinValidationLossSelection:
@@ -142,11 +153,7 @@ class MinValidationLossSelection:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the state saved by :meth:`state_dict`."""
-        missing = sorted(set(self.state_dict()) - set(state))
-        if missing:
-            raise ValueError(f"early-stopping state lacks the keys {missing}")
-        for key in self.state_dict():
-            setattr(self, key, list(state[key]) if key == "history" else state[key])
+        restore_state(self, state)
 
 
 def make_stopper(rule: str, patience: int, max_epochs: int):
