@@ -56,16 +56,26 @@ def use_mask_generator(name: str) -> Iterator[None]:
         _state["generator"] = previous
 
 
-def draw_keep_mask(shape: torch.Size | tuple[int, ...], keep_prob: float, device) -> Tensor:
-    """A contiguous ``uint8`` tensor of ``shape``: 1 with probability ``keep_prob``, else 0."""
+def draw_keep_mask(
+    shape: torch.Size | tuple[int, ...], keep_prob: float, device, like: Tensor | None = None
+) -> Tensor:
+    """A ``uint8`` tensor of ``shape``: 1 with probability ``keep_prob``, else 0.
+
+    With torch's generator and ``like`` given (a tensor of ``shape`` about to be dropped),
+    the mask takes ``like``'s strides, as ``F.dropout``'s noise does: ``bernoulli_`` fills
+    memory in order, so a strided input is dropped exactly as ``F.dropout`` drops it.
+    Otherwise the mask is contiguous.
+    """
     device = torch.device(device)
     if get_mask_generator() == "philox" and device.type == "cpu":
         from gatkit.ops.fused_cpu import cpp_kernels
 
         kernels = cpp_kernels()
-        if kernels is not None and hasattr(kernels, "bernoulli_mask"):
+        if kernels is not None:
             seed = int(torch.randint(0, 2**63 - 1, (1,), dtype=torch.int64))
             keep = torch.empty(shape, dtype=torch.uint8)
-            kernels.bernoulli_mask(keep, float(keep_prob), seed, 0)
+            kernels.bernoulli_mask(keep, float(keep_prob), seed)
             return keep
+    if like is not None:
+        return torch.empty_like(like, dtype=torch.uint8).bernoulli_(keep_prob)
     return torch.empty(shape, dtype=torch.uint8, device=device).bernoulli_(keep_prob)

@@ -551,7 +551,7 @@ std::vector<Tensor> gatv2_backward(Tensor rowptr, Tensor col, Tensor perm, Tenso
 }  // namespace
 
 void masked_scale(const at::Tensor& src, const at::Tensor& keep, double scale, at::Tensor& out);
-void bernoulli_mask(at::Tensor& keep, double keep_prob, int64_t seed, int64_t stream);
+void bernoulli_mask(at::Tensor& keep, double keep_prob, int64_t seed);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("masked_scale", &masked_scale, "out = src * (keep * scale) (masked_scale.cpp)");

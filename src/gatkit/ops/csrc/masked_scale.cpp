@@ -46,8 +46,8 @@ void masked_scale(const at::Tensor& src, const at::Tensor& keep, double scale, a
 // Bernoulli keep-masks from a counter-based generator (Philox4x32-10, Salmon et al., SC'11).
 //
 // keep[k] = 1 with probability keep_prob: the k-th 32-bit output of Philox keyed by `seed`
-// at counter (k / 4, stream) is compared with round(keep_prob * 2^32). Each output depends
-// only on (seed, stream, k), so the mask is the same for any number of threads and is drawn
+// at counter k / 4 is compared with round(keep_prob * 2^32). Each output depends only on
+// (seed, k), so the mask is the same for any number of threads and is drawn
 // in parallel, where torch's CPU bernoulli_ draws one element after another.
 
 namespace {
@@ -76,7 +76,7 @@ inline void philox4x32_10(uint32_t ctr[4], uint32_t key[2]) {
 
 }  // namespace
 
-void bernoulli_mask(at::Tensor& keep, double keep_prob, int64_t seed, int64_t stream) {
+void bernoulli_mask(at::Tensor& keep, double keep_prob, int64_t seed) {
   TORCH_CHECK(keep.is_contiguous() && keep.scalar_type() == at::kByte && keep.is_cpu(),
               "bernoulli_mask: the mask must be a contiguous uint8 CPU tensor");
   TORCH_CHECK(keep_prob >= 0.0 && keep_prob <= 1.0, "bernoulli_mask: keep_prob outside [0, 1]");
@@ -89,8 +89,7 @@ void bernoulli_mask(at::Tensor& keep, double keep_prob, int64_t seed, int64_t st
   const int64_t blocks = (n + 3) / 4;
   at::parallel_for(0, blocks, 1 << 14, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
-      uint32_t ctr[4] = {static_cast<uint32_t>(b), static_cast<uint32_t>(b >> 32),
-                         static_cast<uint32_t>(stream), static_cast<uint32_t>(stream >> 32)};
+      uint32_t ctr[4] = {static_cast<uint32_t>(b), static_cast<uint32_t>(b >> 32), 0u, 0u};
       uint32_t key[2] = {static_cast<uint32_t>(useed), static_cast<uint32_t>(useed >> 32)};
       philox4x32_10(ctr, key);
       const int64_t base = 4 * b;
