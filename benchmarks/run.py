@@ -4,15 +4,16 @@ One command (from the repository root)::
 
     .venv/bin/python benchmarks/run.py            # full run, writes benchmarks/results/
     .venv/bin/python benchmarks/run.py --quick    # small graphs only, a smoke test
-    .venv/bin/python benchmarks/run.py --masks philox   # gatkit with its parallel mask generator
+    .venv/bin/python benchmarks/run.py --masks torch   # gatkit with F.dropout's masks
 
 Model (both libraries, the same weights copied with :func:`gatkit.interop.from_pyg`): two
 attention layers of 8 heads x 8 hidden (concatenated, ELU), then the class layer (1 head);
 feature dropout 0.6 before each layer and attention dropout 0.6 in training, as in the GAT
 paper. PyG's model is ``dropout -> conv -> ELU`` with ``F.dropout`` and ``F.elu``; gatkit's
 is the same computation with :func:`gatkit.nn.lean_dropout` for the dropouts (ELU and the
-next dropout as one step that keeps the layer output and a one-byte mask, its masks drawn
-from ``F.dropout``'s random stream, so both models give equal outputs for a seed); the
+next dropout as one step that keeps the layer output and a one-byte mask; its masks come
+from gatkit's default generator, Philox, or with ``--masks torch`` from ``F.dropout``'s
+random stream, so that both models give equal outputs for a seed); the
 memory of gatkit's layers inside PyG's plain model is measured too (``gatkit-plain``).
 Graphs: Cora (the real Planetoid files), an ogbn-arxiv-sized random graph (169,343
 nodes, 1,166,243 directed edges, 128 features, 40 classes), and a growth series of random
@@ -107,9 +108,9 @@ class LeanNet(Net):
     """The same model with gatkit's memory-lean dropout (:func:`gatkit.nn.recomputed_dropout`).
 
     ELU and the next layer's input dropout run as one step that keeps the layer output and a
-    one-byte mask; the attention layer keeps that recipe instead of its dropped input. The
-    masks are drawn from the same random stream as ``F.dropout``, so with the same seed the
-    outputs equal :class:`Net`'s.
+    one-byte mask; the attention layer keeps that recipe instead of its dropped input. With
+    ``--masks torch`` the masks are drawn from the same random stream as ``F.dropout``, so
+    with the same seed the outputs equal :class:`Net`'s.
     """
 
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
@@ -443,7 +444,7 @@ def main() -> int:
         "--masks",
         choices=("torch", "philox"),
         default=None,
-        help="gatkit's dropout-mask generator (gatkit.ops.set_mask_generator; default torch)",
+        help="gatkit's dropout-mask generator (gatkit.ops.set_mask_generator; default philox)",
     )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -153,3 +153,23 @@ def test_min_val_loss_stopping_is_recorded_and_runs_in_its_own_folder(
     assert summary["config"]["stopping"] == "min-val-loss"
     assert summary["config"]["max_epochs"] == 1000 and summary["epochs"] == [4]
     assert (tmp_path / "cora-gat-shared-min-val-loss" / "seed-0" / "checkpoint.pt").is_file()
+
+
+def test_mask_generator_is_recorded_and_reaches_the_seed_workers(tmp_path, capsys, shared_data_dir):
+    """``--masks torch`` in two worker processes gives what it gives in one process, and
+    differs from the default Philox masks; the summary records the generator."""
+    argv = ["train", "--dataset", "cora", "--model", "gat", "--epochs", "3", "--seeds", "2"]
+    argv += ["--json", "--threads", "1", "--data-dir", str(shared_data_dir)]
+    losses = {}
+    for name, extra in {
+        "torch": ["--masks", "torch"],
+        "torch-2-jobs": ["--masks", "torch", "--jobs", "2"],
+        "philox": ["--masks", "philox"],
+    }.items():
+        code, stdout, _ = run_cli([*argv, "--out", str(tmp_path / name), *extra], capsys)
+        assert code == 0
+        summary = json.loads(stdout)
+        assert summary["mask_generator"] == name.split("-")[0]
+        losses[name] = [run["val_loss"] for run in summary["runs"]]
+    assert losses["torch-2-jobs"] == losses["torch"]
+    assert losses["philox"] != losses["torch"]

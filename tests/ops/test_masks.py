@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -94,3 +98,17 @@ def test_lean_dropout_with_philox_keeps_the_distribution_and_its_recipe():
 def test_unknown_generator_is_refused_with_the_choices():
     with pytest.raises(ValueError, match="philox"):
         ops.set_mask_generator("mt19937")
+
+
+def test_philox_is_the_default_generator_of_a_fresh_process():
+    env = {k: v for k, v in os.environ.items() if k != "GATKIT_MASKS"}
+    code = "from gatkit import ops; print(ops.get_mask_generator())"
+    printed = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert printed.strip() == "philox"
+    env["GATKIT_MASKS"] = "torch"
+    printed = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert printed.strip() == "torch"

@@ -123,6 +123,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--threads", type=int, default=None, help="torch CPU threads (per job with --jobs)"
     )
     parser.add_argument(
+        "--masks",
+        choices=("philox", "torch"),  # gatkit.ops.masks.GENERATORS (--help imports no torch)
+        default=None,
+        help="dropout-mask generator: philox (default; parallel, on the CPU) or torch "
+        "(F.dropout's masks); also GATKIT_MASKS",
+    )
+    parser.add_argument(
         "--jobs", type=int, default=1, help="seeds trained in parallel worker processes"
     )
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
@@ -260,6 +267,10 @@ def run(args: argparse.Namespace) -> int:
         from gatkit.train import set_deterministic
 
         set_deterministic(True)
+    if args.masks is not None:
+        from gatkit.ops import set_mask_generator
+
+        set_mask_generator(args.masks)
     if args.device != "cpu" and not _device_available(args.device):
         raise UsageError(f"--device {args.device!r} is not available on this machine")
     return runner(args)

@@ -16,12 +16,13 @@ attention layer that reads :math:`\mathbf{y}` saves that recipe instead of the t
 that needs no gradient) the layer then keeps the mask alone next to the input its caller
 holds anyway.
 
-By default the mask is drawn with ``bernoulli_`` from the global generator, as
-``F.dropout`` draws its mask on the CPU, so for a seed the result equals
+The mask comes from :mod:`gatkit.ops.masks`: by default, on the CPU, its parallel Philox
+generator (seeded from torch's global generator). With
+``gatkit.ops.set_mask_generator("torch")`` it is drawn with ``bernoulli_`` from the global
+generator, as ``F.dropout`` draws its mask on the CPU, so for a seed the result equals
 ``F.dropout(F.elu(z), p)`` bit for bit, in the forward and the backward pass (on CUDA
 ``F.dropout`` uses a fused kernel with its own random stream: the distribution is the same,
-the draws are not). With ``gatkit.ops.set_mask_generator("philox")`` it comes from the
-parallel generator of :mod:`gatkit.ops.masks` instead.
+the draws are not).
 """
 
 from __future__ import annotations

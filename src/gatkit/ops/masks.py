@@ -1,13 +1,15 @@
 r"""Which generator draws gatkit's dropout keep-masks :math:`m \sim \mathrm{Bernoulli}(1 - p)`.
 
-- ``"torch"`` (default): ``bernoulli_`` from torch's global generator, exactly as
-  ``F.dropout`` draws its mask, so for a seed gatkit drops what PyG drops.
-- ``"philox"``: on the CPU, a counter-based generator (Philox4x32-10, in the C++ extension)
-  keyed by one 63-bit seed taken from torch's global generator, so ``torch.manual_seed`` still
-  reproduces every mask, for any number of threads. It draws in parallel, where torch's CPU
-  ``bernoulli_`` draws one entry after another (on this machine 22 ms against 183 ms for 21 M
-  entries). The masks differ from ``F.dropout``'s; their distribution is the same.
-  On other devices, or without the extension, ``"torch"`` is used.
+- ``"philox"`` (default): on the CPU, a counter-based generator (Philox4x32-10, in the C++
+  extension) keyed by one 63-bit seed taken from torch's global generator, so
+  ``torch.manual_seed`` still reproduces every mask, for any number of threads. It draws in
+  parallel, where torch's CPU ``bernoulli_`` draws one entry after another (on this machine
+  22 ms against 183 ms for 21 M entries; a third of a training step of the benchmark model
+  with torch's masks). Its masks differ from ``F.dropout``'s; their distribution is the same.
+  On other devices (CUDA draws its masks in parallel already), or where the C++ extension
+  is not built, torch's masks are drawn instead.
+- ``"torch"``: ``bernoulli_`` from torch's global generator, exactly as ``F.dropout`` draws
+  its mask, so for a seed gatkit drops what PyG drops (the equivalence tests use it).
 
 Choose with :func:`set_mask_generator`, :func:`use_mask_generator` or ``GATKIT_MASKS``.
 The masks drawn here are the fused layers' attention dropout (and the reference path's) and
@@ -26,12 +28,13 @@ from torch import Tensor
 
 __all__ = ["draw_keep_mask", "get_mask_generator", "set_mask_generator", "use_mask_generator"]
 
-GENERATORS = ("torch", "philox")
-_state = {"generator": os.environ.get("GATKIT_MASKS", "torch") or "torch"}
+GENERATORS = ("philox", "torch")
+DEFAULT_GENERATOR = "philox"
+_state = {"generator": os.environ.get("GATKIT_MASKS", DEFAULT_GENERATOR) or DEFAULT_GENERATOR}
 
 
 def set_mask_generator(name: str) -> None:
-    """Draw keep-masks with ``"torch"`` (``F.dropout``'s stream) or ``"philox"``."""
+    """Draw keep-masks with ``"philox"`` (the default) or ``"torch"`` (``F.dropout``'s stream)."""
     if name not in GENERATORS:
         raise ValueError(f"mask generator must be one of {GENERATORS}, got {name!r}")
     _state["generator"] = name

@@ -25,6 +25,7 @@ import torch
 import gatkit
 from gatkit.data.graph import Graph
 from gatkit.models import GAT, GATConfig
+from gatkit.ops.masks import get_mask_generator, set_mask_generator
 from gatkit.train.node_trainer import NodeTrainer, NodeTrainResult
 from gatkit.train.seeding import seed_everything, set_deterministic
 
@@ -58,8 +59,9 @@ def train_one_seed(
     return trainer.fit(resume=resume)
 
 
-def _worker_setup(threads: int, deterministic: bool) -> None:
+def _worker_setup(threads: int, deterministic: bool, mask_generator: str) -> None:
     torch.set_num_threads(threads)
+    set_mask_generator(mask_generator)
     if deterministic:
         set_deterministic(True)
 
@@ -81,8 +83,8 @@ def run_node_experiment(
     """Train one model per seed on ``graph``; return a JSON-ready summary.
 
     With ``jobs > 1`` the seeds run in that many worker processes (``spawn``), each with the
-    parent's torch thread count and deterministic setting; every seed's result is the same
-    as in a sequential run, because each run depends on its seed only.
+    parent's torch thread count, deterministic setting and mask generator; every seed's result
+    is the same as in a sequential run, because each run depends on its seed only.
 
     Keys of the summary: ``dataset``, ``model``, ``seeds``, ``test_accuracies``,
     ``test_accuracy_mean``, ``test_accuracy_std`` (fractions in [0, 1]),
@@ -106,7 +108,11 @@ def run_node_experiment(
                 on_seed_end(result)
     else:
         context = multiprocessing.get_context("spawn")
-        setup = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled())
+        setup = (
+            torch.get_num_threads(),
+            torch.are_deterministic_algorithms_enabled(),
+            get_mask_generator(),
+        )
         with ProcessPoolExecutor(
             max_workers=min(jobs, len(seeds)),
             mp_context=context,
@@ -141,6 +147,7 @@ def run_node_experiment(
         "torch_threads": torch.get_num_threads(),
         "jobs": jobs,
         "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "mask_generator": get_mask_generator(),
         "device": str(device),
         "gatkit_version": gatkit.__version__,
         "torch_version": torch.__version__,
