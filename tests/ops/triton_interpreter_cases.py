@@ -91,3 +91,17 @@ def test_triton_operators_pass_gradcheck():
         (rand(num_src, H, C), rand(num_dst, H, C), rand(H, C), rand(num_src, H, C)),
         fast_mode=True,
     )
+
+
+@pytest.mark.parametrize("operator", [GATConv, GATv2Conv])
+def test_triton_layer_matches_reference_with_other_launch_settings(operator, monkeypatch):
+    """Blocks of 2 edges: every segment of more than 2 in-edges is walked in several blocks,
+    so the online softmax's rescaling between blocks is exercised in forward and backward."""
+    from gatkit.ops import fused_triton
+
+    monkeypatch.setitem(fused_triton.LAUNCH, "BLOCK_E", 2)
+    monkeypatch.setitem(fused_triton.LAUNCH, "num_warps", 1)
+    case = make_case(False, 3, torch.float64)
+    torch.manual_seed(0)
+    layer = operator(5, 4, heads=2, edge_dim=3, dropout=0.3).to(torch.float64)
+    check_backend_matches_reference(layer, case, "triton", torch.float64)
