@@ -22,6 +22,9 @@ graphs with average in-degree 10 (10k to 1M nodes). Figures:
 - time: median over interleaved repeats of inference (``eval``, ``no_grad``) and of one
   training step (forward, cross-entropy, backward, Adam); gatkit and PyG alternate in one
   process, on the same graph and weights, so load from other processes hits both alike;
+  with ``--allocator keep`` the process keeps freed memory for reuse
+  (:func:`gatkit.train.keep_freed_memory`), so that tensors above glibc's 32 MiB mmap
+  threshold are not page-faulted again at every step, in both libraries;
 - peak memory: each (library, layer, mode) in a fresh subprocess; the increase of
   ``ru_maxrss`` over its value after setup (graph, model, optimiser, one tiny forward);
 - the floor (arxiv): the peak of gatkit's model with each attention layer replaced by its
@@ -184,10 +187,17 @@ def train_step(model: Net, opt: torch.optim.Optimizer, x, edge_index, y) -> floa
 
 # --------------------------------------------------------------------------- workers ---
 def worker_time(graph: str, op: str, impls: list[str], repeats: int) -> dict:
+    allocator = os.environ.get("GATKIT_BENCH_ALLOCATOR", "glibc")
+    if allocator == "keep":  # both libraries: freed memory reused, no page faults per step
+        from gatkit.train import keep_freed_memory
+
+        if not keep_freed_memory():
+            allocator = "glibc (keep_freed_memory had no effect here)"
     x, edge_index, y, classes = make_graph(graph)
     models = make_models(op, x.size(1), classes, impls)
     opts = {k: torch.optim.Adam(m.parameters(), lr=5e-3) for k, m in models.items()}
     result: dict = {"graph": graph, "op": op, "edges": int(edge_index.size(1))}
+    result["allocator"] = allocator
     outs = {k: infer(m, x, edge_index) for k, m in models.items()}  # warm-up, CSR cached
     if len(outs) == 2:
         diff = (outs["gatkit"] - outs["pyg"]).abs().max() / outs["pyg"].abs().max()
@@ -446,11 +456,20 @@ def main() -> int:
         default=None,
         help="gatkit's dropout-mask generator (gatkit.ops.set_mask_generator; default philox)",
     )
+    parser.add_argument(
+        "--allocator",
+        choices=("glibc", "keep"),
+        default="glibc",
+        help="timing runs: glibc's default policy, or keep freed memory for reuse "
+        "(gatkit.train.keep_freed_memory) in both libraries; memory runs always use glibc's",
+    )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.masks is not None:
         os.environ["GATKIT_MASKS"] = args.masks  # read by gatkit in every worker process
 
+    if not args.worker:
+        os.environ["GATKIT_BENCH_ALLOCATOR"] = args.allocator  # read by the timing workers
     if args.worker:
         job = json.loads(args.worker)
         if job["kind"] == "time":

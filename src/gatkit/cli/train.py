@@ -130,6 +130,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(F.dropout's masks); also GATKIT_MASKS",
     )
     parser.add_argument(
+        "--keep-freed-memory",
+        action="store_true",
+        help="keep freed host memory for reuse (glibc): large graphs stop page-faulting "
+        "their tensors at every step; the process keeps its peak size",
+    )
+    parser.add_argument(
         "--jobs", type=int, default=1, help="seeds trained in parallel worker processes"
     )
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
@@ -267,6 +273,11 @@ def run(args: argparse.Namespace) -> int:
         from gatkit.train import set_deterministic
 
         set_deterministic(True)
+    if args.keep_freed_memory:
+        from gatkit.train import keep_freed_memory
+
+        if not keep_freed_memory():
+            print("gatkit: --keep-freed-memory has no effect here (not glibc)", file=sys.stderr)
     if args.masks is not None:
         from gatkit.ops import set_mask_generator
 

@@ -1,5 +1,6 @@
 """Training: early stopping, checkpoints, seeding, the full-batch node trainer, experiments."""
 
+from gatkit.train.allocator import freed_memory_is_kept, keep_freed_memory
 from gatkit.train.attention_stats import attention_entropy, layer_entropies
 from gatkit.train.checkpoint import load_checkpoint, save_checkpoint
 from gatkit.train.early_stopping import GATEarlyStopping, MinValidationLossSelection, StopDecision
@@ -28,6 +29,8 @@ __all__ = [
     "attention_entropy",
     "capture_rng_state",
     "cross_validate",
+    "freed_memory_is_kept",
+    "keep_freed_memory",
     "layer_entropies",
     "layerwise_inference",
     "load_checkpoint",

@@ -26,6 +26,7 @@ import gatkit
 from gatkit.data.graph import Graph
 from gatkit.models import GAT, GATConfig
 from gatkit.ops.masks import get_mask_generator, set_mask_generator
+from gatkit.train.allocator import freed_memory_is_kept, keep_freed_memory
 from gatkit.train.node_trainer import NodeTrainer, NodeTrainResult
 from gatkit.train.seeding import seed_everything, set_deterministic
 
@@ -59,9 +60,13 @@ def train_one_seed(
     return trainer.fit(resume=resume)
 
 
-def _worker_setup(threads: int, deterministic: bool, mask_generator: str) -> None:
+def _worker_setup(
+    threads: int, deterministic: bool, mask_generator: str, keep_memory: bool
+) -> None:
     torch.set_num_threads(threads)
     set_mask_generator(mask_generator)
+    if keep_memory:
+        keep_freed_memory()
     if deterministic:
         set_deterministic(True)
 
@@ -83,7 +88,8 @@ def run_node_experiment(
     """Train one model per seed on ``graph``; return a JSON-ready summary.
 
     With ``jobs > 1`` the seeds run in that many worker processes (``spawn``), each with the
-    parent's torch thread count, deterministic setting and mask generator; every seed's result
+    parent's torch thread count, deterministic setting, mask generator and allocator policy
+    (:func:`gatkit.train.keep_freed_memory`); every seed's result
     is the same as in a sequential run, because each run depends on its seed only.
 
     Keys of the summary: ``dataset``, ``model``, ``seeds``, ``test_accuracies``,
@@ -112,6 +118,7 @@ def run_node_experiment(
             torch.get_num_threads(),
             torch.are_deterministic_algorithms_enabled(),
             get_mask_generator(),
+            freed_memory_is_kept(),
         )
         with ProcessPoolExecutor(
             max_workers=min(jobs, len(seeds)),
@@ -148,6 +155,7 @@ def run_node_experiment(
         "jobs": jobs,
         "deterministic": torch.are_deterministic_algorithms_enabled(),
         "mask_generator": get_mask_generator(),
+        "keep_freed_memory": freed_memory_is_kept(),
         "device": str(device),
         "gatkit_version": gatkit.__version__,
         "torch_version": torch.__version__,
