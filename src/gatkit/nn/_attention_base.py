@@ -278,7 +278,7 @@ class GraphAttentionBase(nn.Module):
         r"""``α_ij = softmax_j(e_ij)`` over each destination's in-edges, then attention dropout.
 
         The mask comes from :func:`gatkit.ops.attention_dropout`, as in the fused path (with
-        the default generator it is ``F.dropout``'s mask).
+        the ``"torch"`` mask generator it is ``F.dropout``'s mask).
         """
         alpha = ops.segment_softmax(scores, dst, num_dst)  # [E, H]
         drop = self.attention_dropout(alpha.size(0), alpha.device)

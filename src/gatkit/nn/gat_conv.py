@@ -173,7 +173,6 @@ class GATConv(GraphAttentionBase):
         edge_index, edge_attr, csr = self.prepare_graph(
             edge_index, edge_attr, num_src, num_dst, fused=kernels is not None
         )
-        num_edges = csr.num_edges if csr is not None else edge_index.size(1)
 
         # W h_j and W h_i, per head.
         (wh_src,) = self.project(x_src, [self.project_source])  # [N_s, H, C]
@@ -202,7 +201,7 @@ class GATConv(GraphAttentionBase):
                     we = self.project_edge.weight.view(H, C, -1)  # [H, C, D]
                     att_edge = (we * self.att_edge.unsqueeze(-1)).sum(1)  # [H, D]
                     edge_score = edge_attr @ att_edge.t()  # [E, H]
-                drop = self.attention_dropout(num_edges, score_src.device)  # [E, H] mask or None
+                drop = self.attention_dropout(csr.num_edges, score_src.device)  # [E, H] or None
                 out, alpha = ops.gat_attention(
                     kernels,
                     csr,

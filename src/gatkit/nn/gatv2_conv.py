@@ -149,7 +149,6 @@ class GATv2Conv(GraphAttentionBase):
         edge_index, edge_attr, csr = self.prepare_graph(
             edge_index, edge_attr, num_src, num_dst, fused=kernels is not None
         )
-        num_edges = csr.num_edges if csr is not None else edge_index.size(1)
 
         # W_s h_j and W_t h_i, per head.
         target_projection = self.project_target or self.project_source
@@ -167,7 +166,7 @@ class GATv2Conv(GraphAttentionBase):
             # One fused pass per destination: e_ij, α_ij, Σ_j α_ij W_s h_j; the [E, H, C]
             # hidden is recomputed per segment, never stored (W_e e_ij is formed inside).
             use_edges = edge_attr is not None and self.project_edge is not None
-            drop = self.attention_dropout(num_edges, ws_h.device)  # [E, H] mask or None
+            drop = self.attention_dropout(csr.num_edges, ws_h.device)  # [E, H] mask or None
             # Autograd keeps (h, W_s) and (h, W_t) in place of W_s h and W_t h.
             projections = [(ws_h, x_src, self.project_source)]
             if wt_h is not ws_h:

@@ -112,10 +112,11 @@ class AttentionDropout:
     """The attention dropout of one forward pass: which coefficients survive, and ``p``.
 
     ``mask`` is ``[E, H]`` ``uint8`` in the user's edge order (1 = kept), drawn by
-    :func:`gatkit.ops.masks.draw_keep_mask`: by default exactly as ``F.dropout`` draws its
-    mask for an ``[E, H]`` tensor, so with the same random state the fused and the reference
-    paths (and PyG) drop the same coefficients; one byte per edge and head instead of a float
-    scale.
+    :func:`gatkit.ops.masks.draw_keep_mask` (on the CPU by default with its Philox
+    generator; with the ``"torch"`` generator exactly as ``F.dropout`` draws its mask for an
+    ``[E, H]`` tensor, so that with the same random state PyG drops the same coefficients).
+    The fused and the reference paths draw it alike; one byte per edge and head instead of
+    a float scale.
     """
 
     mask: Tensor
