@@ -18,7 +18,9 @@ FAULTS_OF_A_REPEATED_ALLOCATION = """
 import resource, sys, torch
 from gatkit.train import keep_freed_memory
 kept = keep_freed_memory() if sys.argv[1] == "keep" else False
-for _ in range(3):  # 64 MiB: above glibc's largest mmap threshold (32 MiB)
+# 64 MiB: above glibc's largest mmap threshold (32 MiB). The faults of the sixth allocation:
+# in the first few the heap may still grow (seen: a fresh block at the second or third).
+for _ in range(6):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     torch.empty(16 * 2**20).fill_(1.0)  # written, then freed at once
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
@@ -26,7 +28,7 @@ print(kept, faults)
 """
 
 
-def faults_of_third_allocation(policy: str) -> tuple[str, int]:
+def faults_of_sixth_allocation(policy: str) -> tuple[str, int]:
     done = subprocess.run(
         [sys.executable, "-c", FAULTS_OF_A_REPEATED_ALLOCATION, policy],
         capture_output=True,
@@ -39,10 +41,10 @@ def faults_of_third_allocation(policy: str) -> tuple[str, int]:
 
 @glibc_only
 def test_freed_memory_is_reused_only_when_kept():
-    kept, faults = faults_of_third_allocation("keep")
+    kept, faults = faults_of_sixth_allocation("keep")
     assert kept == "True"
     assert faults < 1000  # 64 MiB are 16,384 pages of 4 KiB
-    kept, faults = faults_of_third_allocation("glibc")
+    kept, faults = faults_of_sixth_allocation("glibc")
     assert kept == "False"
     assert faults > 10_000  # glibc's default: mmap, munmap, page-faulted again
 
