@@ -11,11 +11,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fused_cases import check_backend_matches_reference, make_case, small_operator_inputs
+from fused_cases import (
+    TOLERANCE,
+    check_backend_matches_reference,
+    make_case,
+    run_layer,
+    small_operator_inputs,
+)
 from gatkit import ops
 from gatkit.nn import GATConv, GATv2Conv
 from gatkit.ops import fused_chunked
 from gatkit.ops.fused_cpu import cpp_kernels
+from graph_cases import assert_relative
 
 FUSED_BACKENDS = [
     "chunked",
@@ -34,14 +41,42 @@ FUSED_BACKENDS = [
 @pytest.mark.parametrize("heads", [1, 8])
 @pytest.mark.parametrize("bipartite", [False, True])
 @pytest.mark.parametrize("edge_dim", [None, 3])
+@pytest.mark.parametrize("channels", [4, 8])  # 8: the C++ kernels' fixed-width loops
 def test_fused_layer_matches_reference_forward_attention_and_gradients(
-    backend, dtype, operator, heads, bipartite, edge_dim
+    backend, dtype, operator, heads, bipartite, edge_dim, channels
 ):
     case = make_case(bipartite, edge_dim, dtype)
     in_channels = (5, 3) if bipartite else 5
     torch.manual_seed(0)
-    layer = operator(in_channels, 4, heads=heads, edge_dim=edge_dim).to(dtype)
+    layer = operator(in_channels, channels, heads=heads, edge_dim=edge_dim).to(dtype)
     check_backend_matches_reference(layer, case, backend, dtype)
+
+
+@pytest.mark.parametrize("backend", FUSED_BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("operator", [GATConv, GATv2Conv])
+@pytest.mark.parametrize("channels", [3, 16])
+def test_fused_forward_matches_reference_when_logits_span_hundreds(
+    backend, dtype, operator, channels
+):
+    # Logits hundreds apart: most exponentials underflow to 0 (in float32 the C++ kernels'
+    # own exp), each segment's softmax is nearly one-hot. Output and attention only: the
+    # gradients of such logits are sums that cancel to far below float32 (or float64)
+    # rounding of their terms, for every implementation, the reference included.
+    case = make_case(False, 2, dtype)
+    torch.manual_seed(0)
+    layer = operator(5, channels, heads=8, edge_dim=2).to(dtype).eval()
+    with torch.no_grad():
+        for name, parameter in layer.named_parameters():
+            if name.startswith("att"):
+                parameter.mul_(300.0)
+    want_out, want_used, want_alpha, _ = run_layer(layer, case, "reference")
+    out, used, alpha, _ = run_layer(layer, case, backend)
+    assert torch.equal(used, want_used)
+    assert want_alpha.max() > 0.999 and (want_alpha < 1e-38).any()  # one-hot rows, underflows
+    tolerance = TOLERANCE[dtype]
+    assert_relative(out, want_out, tolerance, f"{backend} output")
+    assert_relative(alpha, want_alpha, tolerance, f"{backend} attention")
 
 
 @pytest.mark.parametrize("backend", FUSED_BACKENDS)

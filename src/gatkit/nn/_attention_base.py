@@ -321,10 +321,18 @@ class GraphAttentionBase(nn.Module):
         return ops.segment_sum(messages, dst, num_dst)  # [N_dst, H, C]
 
     def combine_heads(self, out: Tensor, x_dst: Tensor) -> Tensor:
-        """Concatenate or average the heads, then add the residual and the bias."""
+        """Concatenate or average the heads ``[N, H, C]``, then add the residual and the bias."""
         # In place: the attention output is a fresh tensor that no backward pass reads, so
-        # the sums need no second [N, H C] buffer.
-        out = out.reshape(out.size(0), self.out_width) if self.concat else out.mean(dim=1)
+        # the sums need no second buffer. With concatenated heads they are added to the
+        # [N, H, C] tensor itself, not to its [N, H C] view: an in-place write through a view
+        # would make autograd copy the whole gradient twice (CopySlices, AsStrided).
+        if self.concat:
+            if self.residual_projection is not None:
+                out = out.add_(self.residual_projection(x_dst).view_as(out))
+            if self.bias is not None:
+                out = out.add_(self.bias.view(out.shape[1:]))
+            return out.reshape(out.size(0), self.out_width)
+        out = out.mean(dim=1)
         if self.residual_projection is not None:
             out = out.add_(self.residual_projection(x_dst))
         if self.bias is not None:

@@ -4,24 +4,11 @@ from __future__ import annotations
 
 from typing import Literal, overload
 
-import torch
 from torch import Tensor, nn
 
 from gatkit import ops
 from gatkit.nn._attention_base import GraphAttentionBase, NodeFeatures, glorot_
-
-
-def head_scores(projected: Tensor, att: Tensor) -> Tensor:
-    r""":math:`\mathbf{a}^\top \mathbf{W}\mathbf{h}` per node and head: ``[N, H]``.
-
-    ``projected`` is ``[N, H, C]``, ``att`` ``[H, C]``. When autograd records, the
-    product and sum keep ``projected`` itself for backward, which the layer saves as a recipe
-    (:mod:`gatkit.nn.recompute`); otherwise one contraction without the ``[N, H, C]``
-    temporary (half the time on large graphs, where each such temporary is page-faulted anew).
-    """
-    if torch.is_grad_enabled() and (projected.requires_grad or att.requires_grad):
-        return (projected * att).sum(-1)
-    return torch.einsum("nhc,hc->nh", projected, att)
+from gatkit.ops.head_scores import head_scores
 
 
 class GATConv(GraphAttentionBase):
@@ -190,8 +177,12 @@ class GATConv(GraphAttentionBase):
             projections.append((wh_dst, x_dst, target_projection))
         with self.keep_as_recipes(projections, active=kernels is not None):
             # a_sᵀ W h_j and a_tᵀ W h_i: one scalar per node and head.
-            score_src = head_scores(wh_src, self.att_source)  # [N_s, H]
-            score_dst = head_scores(wh_dst, self.att_target)  # [N_t, H]
+            # One matrix product for both when they read the same projection.
+            if bipartite:
+                (score_src,) = head_scores(wh_src, self.att_source)  # [N_s, H]
+                (score_dst,) = head_scores(wh_dst, self.att_target)  # [N_t, H]
+            else:
+                score_src, score_dst = head_scores(wh_src, self.att_source, self.att_target)
 
             if kernels is not None:
                 # One fused pass per destination: e_ij, α_ij = softmax_j(e_ij), Σ_j α_ij W h_j.

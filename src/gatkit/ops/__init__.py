@@ -15,6 +15,7 @@ from gatkit.ops.fused import (
     set_backend,
     use_backend,
 )
+from gatkit.ops.head_scores import head_scores
 from gatkit.ops.masks import (
     draw_keep_mask,
     get_mask_generator,
@@ -51,6 +52,7 @@ __all__ = [
     "use_backend",
     "use_mask_generator",
     "gather",
+    "head_scores",
     "remove_self_loops",
     "segment_max",
     "segment_softmax",

@@ -18,7 +18,8 @@ each head, one pass computes the edge logits, the stable softmax and the weighte
     \qquad
     \mathbf{o}_i = \sum_{j \in \mathcal{N}(i)} \alpha_{ij}\, d_{ij}\, \mathbf{v}_j,
 
-with :math:`m_i` the running maximum of the logits, :math:`d_{ij}` the attention-dropout
+with :math:`m_i` the maximum of the logits of :math:`i` (running in the Triton kernel, taken
+over the whole segment first in the C++ kernel), :math:`d_{ij}` the attention-dropout
 factor (:math:`0` or :math:`1/(1-p)`, exactly ``F.dropout`` applied to :math:`\alpha`) and
 :math:`\mathbf{v} = \mathbf{W}\mathbf{h}` (GAT) or :math:`\mathbf{x}^s` (GATv2; a separate
 :math:`\mathbf{v}` when the messages are dropped out and the scores are not).

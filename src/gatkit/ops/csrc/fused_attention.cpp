@@ -8,13 +8,16 @@
 //   CSR order, so the destination passes read and write them sequentially; per-edge inputs
 //   of the caller (edge scores, edge projections, their gradients) stay in the user's order.
 //
-// Forward, one destination i per iteration, heads h, online (running-max) softmax:
-//   l_p = logit of edge p = j -> i;  m <- max(m, l_p);  s = sum exp(l_p - m);
-//   acc = sum exp(l_p - m) * d_p * v_j;  out_i = acc / s;  lse_i = m + log s,
-// where d_p is the attention-dropout factor (0 or 1 / (1 - p) from a uint8 mask; 1 without
-// dropout). Only lse [N_t, H] is kept for the backward pass: alpha_p = exp(l_p - lse_i) is
-// recomputed there from the logit's inputs, so nothing of size E * H is saved (the mask is
-// one byte per edge and head). Source gradients are summed in a second pass over the CSC so
+// Forward, one destination i per iteration, heads h, two passes over its in-edges:
+//   l_p = logit of edge p = j -> i, kept for the segment [deg, H];  m = max_p l_p;
+//   w_p = exp(l_p - m) (one vectorized loop);  s = sum w_p;  acc = sum w_p * d_p * v_j;
+//   out_i = acc / s;  lse_i = m + log s,
+// where d_p is the attention-dropout factor (0 or 1 / (1 - p) from a uint8 mask, applied as a
+// product, not a branch: the mask is random and a branch on it is mispredicted about half the
+// time; 1 without dropout). Only lse [N_t, H] is kept for the backward pass: alpha_p =
+// exp(l_p - lse_i) is recomputed there from the logit's inputs (its logits first, then their
+// exp in one vectorized loop), so nothing of size E * H is saved (the mask is one byte per
+// edge and head). Source gradients are summed in a second pass over the CSC so
 // that every output row is written by one thread only (no atomics). GATv2's gradient of the
 // attention vector is summed per block of 64 destinations, then over blocks in order, so
 // every result is the same from run to run.
@@ -23,10 +26,13 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <optional>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -44,6 +50,47 @@ inline T leaky(T v, T slope) {
 template <typename T>
 inline T leaky_grad(T v, T slope) {
   return v > T(0) ? T(1) : slope;
+}
+
+// exp(x) for the softmax weights, x <= 0 up to rounding (a logit minus its segment's max or
+// log-sum-exp). float: Cephes' polynomial after range reduction x = n ln2 + r, written without
+// branches or calls so that the compiler vectorizes the loops it is in (std::exp is a scalar
+// library call); relative error below 2e-7, i.e. about one float ulp; exp(x) = 0 for x < -87.3
+// (where expf is subnormal or 0) and for x = -inf; NaN gives NaN. double: std::exp.
+inline float exp_nonpositive(float x) {
+  const bool underflow = x < -87.3f;  // also -inf; NaN stays NaN
+  x = underflow ? -87.3f : x;
+  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
+  float r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  float y = 1.9875691500e-4f;
+  y = y * r + 1.3981999507e-3f;
+  y = y * r + 8.3334519073e-3f;
+  y = y * r + 4.1665795894e-2f;
+  y = y * r + 1.6666665459e-1f;
+  y = y * r + 5.0000001201e-1f;
+  y = y * (r * r) + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;  // 2^n, n in [-126, 1]
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return underflow ? 0.0f : y * scale;
+}
+
+inline double exp_nonpositive(double x) { return std::exp(x); }
+
+// values[k] = exp(values[k] - shift[k % H]) for k < count (a segment's [deg, H] logits).
+template <typename T>
+inline void exp_shifted(T* values, int64_t count, const T* shift, int64_t H) {
+  if (H == 1) {
+    const T m = shift[0];
+#pragma omp simd
+    for (int64_t k = 0; k < count; ++k) values[k] = exp_nonpositive(values[k] - m);
+    return;
+  }
+  for (int64_t k = 0; k < count; k += H) {
+#pragma omp simd
+    for (int64_t h = 0; h < H; ++h) values[k + h] = exp_nonpositive(values[k + h] - shift[h]);
+  }
 }
 
 // Ask for row `row` of a [rows, width] array ahead of use: the gathers of source rows in
@@ -67,7 +114,7 @@ struct Dropout {
   const uint8_t* mask;  // [E, H] in CSR order, or nullptr
   T keep_scale;
   inline T at(int64_t index) const {
-    return mask ? (mask[index] ? keep_scale : T(0)) : T(1);
+    return mask ? static_cast<T>(mask[index]) * keep_scale : T(1);  // no branch: 0 or 1
   }
 };
 
@@ -83,21 +130,6 @@ template <typename T>
 inline void axpy(T w, const T* x, T* y, int64_t C) {
 #pragma omp simd
   for (int64_t c = 0; c < C; ++c) y[c] += w * x[c];
-}
-
-// Online softmax update of head h for a new logit; rescales acc[0..C) when the max grows.
-template <typename T>
-inline T online_step(T logit, T& m, T& s, T* acc, int64_t C) {
-  if (logit > m) {
-    const T r = std::isinf(m) ? T(0) : std::exp(m - logit);
-    s *= r;
-#pragma omp simd
-    for (int64_t c = 0; c < C; ++c) acc[c] *= r;
-    m = logit;
-  }
-  const T w = std::exp(logit - m);
-  s += w;
-  return w;
 }
 
 // Finish destination i: out = acc / s and lse = m + log s (-inf for an empty segment).
@@ -121,41 +153,56 @@ inline T gat_pre(const T* ss, const T* sd, const T* es, int64_t i, int64_t j, in
   return pre;
 }
 
-template <typename T>
+// Per destination, two passes over its in-edges: the logits [deg, H] and their exp (one
+// vectorized loop, no per-edge rescaling), then the weighted sum of the source rows, which
+// the first pass has prefetched and the second finds in cache.
+template <typename T, int kC>
 void gat_forward_kernel(int64_t Nt, int64_t H, int64_t C, const int64_t* rowptr,
                         const int64_t* col, const int64_t* perm, const T* ss, const T* sd,
                         const T* es, const T* wh, T slope, Dropout<T> drop, T* out, T* lse,
                         T* alpha) {
+  if (kC > 0) C = kC;  // a common head width, known when compiled: fixed-length loops
   const int64_t num_edges = rowptr[Nt];
 #pragma omp parallel
   {
-    std::vector<T> m(H), s(H), acc(H * C);
+    std::vector<T> m(H), s(H), acc(H * C), w;
 #pragma omp for schedule(dynamic, kRowsPerTask)
     for (int64_t i = 0; i < Nt; ++i) {
+      const int64_t begin = rowptr[i], end = rowptr[i + 1];
+      w.resize((end - begin) * H);
       std::fill(m.begin(), m.end(), -std::numeric_limits<T>::infinity());
-      std::fill(s.begin(), s.end(), T(0));
-      std::fill(acc.begin(), acc.end(), T(0));
-      for (int64_t p = rowptr[i]; p < rowptr[i + 1]; ++p) {
-        const int64_t j = col[p], e = es ? perm[p] : 0;
+      const T* sd_i = sd + i * H;
+      for (int64_t p = begin; p < end; ++p) {
+        const int64_t j = col[p];
         if (p + kPrefetch < num_edges) {
           prefetch_row(wh, col[p + kPrefetch], H * C);
           prefetch_row(ss, col[p + kPrefetch], H);
         }
-        const T* v = wh + j * H * C;
+        const T* ss_j = ss + j * H;
+        const T* es_e = es ? es + perm[p] * H : nullptr;
+        T* w_p = w.data() + (p - begin) * H;
         for (int64_t h = 0; h < H; ++h) {
-          const T logit = leaky(gat_pre(ss, sd, es, i, j, e, h, H), slope);
-          T* a = acc.data() + h * C;
-          const T w = online_step(logit, m[h], s[h], a, C) * drop.at(p * H + h);
-          axpy(w, v + h * C, a, C);
+          const T logit = leaky(ss_j[h] + sd_i[h] + (es_e ? es_e[h] : T(0)), slope);
+          w_p[h] = logit;
+          m[h] = std::max(m[h], logit);
+        }
+      }
+      exp_shifted(w.data(), (end - begin) * H, m.data(), H);
+      std::fill(s.begin(), s.end(), T(0));
+      std::fill(acc.begin(), acc.end(), T(0));
+      for (int64_t p = begin; p < end; ++p) {
+        const T* w_p = w.data() + (p - begin) * H;
+        const T* v = wh + col[p] * H * C;
+        for (int64_t h = 0; h < H; ++h) {
+          s[h] += w_p[h];
+          axpy(w_p[h] * drop.at(p * H + h), v + h * C, acc.data() + h * C, C);
         }
       }
       finish_row(i, H, C, m.data(), s.data(), acc.data(), out, lse);
       if (alpha) {
-        for (int64_t p = rowptr[i]; p < rowptr[i + 1]; ++p) {
-          const int64_t j = col[p], e = es ? perm[p] : 0;
+        for (int64_t p = begin; p < end; ++p) {
           for (int64_t h = 0; h < H; ++h) {
-            const T logit = leaky(gat_pre(ss, sd, es, i, j, e, h, H), slope);
-            alpha[p * H + h] = std::exp(logit - lse[i * H + h]);
+            alpha[p * H + h] = w[(p - begin) * H + h] / s[h];
           }
         }
       }
@@ -165,11 +212,12 @@ void gat_forward_kernel(int64_t Nt, int64_t H, int64_t C, const int64_t* rowptr,
 
 // Destination pass: alpha_p = exp(l_p - lse_i); g_p = d_p <gout_i, wh_j> + galpha_p;
 // dl_p = alpha_p (g_p - sum_k alpha_k g_k); dpre_p = dl_p LeakyReLU'(pre_p); gsd_i = sum dpre.
-template <typename T>
+template <typename T, int kC>
 void gat_backward_dst_kernel(int64_t Nt, int64_t H, int64_t C, const int64_t* rowptr,
                              const int64_t* col, const int64_t* perm, const T* ss, const T* sd,
                              const T* es, const T* wh, T slope, Dropout<T> drop, const T* lse,
                              const T* gout, const T* galpha, T* dpre, T* gsd) {
+  if (kC > 0) C = kC;  // a common head width, known when compiled: fixed-length loops
   const int64_t num_edges = rowptr[Nt];
 #pragma omp parallel
   {
@@ -180,6 +228,7 @@ void gat_backward_dst_kernel(int64_t Nt, int64_t H, int64_t C, const int64_t* ro
       std::fill(dot_sum.begin(), dot_sum.end(), T(0));
       seg_alpha.resize((end - begin) * H);
       const T* g = gout + i * H * C;
+      const T* sd_i = sd + i * H;
       for (int64_t p = begin; p < end; ++p) {
         const int64_t j = col[p], e = (es || galpha) ? perm[p] : 0;
         if (p + kPrefetch < num_edges) {
@@ -187,21 +236,25 @@ void gat_backward_dst_kernel(int64_t Nt, int64_t H, int64_t C, const int64_t* ro
           prefetch_row(ss, col[p + kPrefetch], H);
         }
         const T* v = wh + j * H * C;
+        T* logit_p = seg_alpha.data() + (p - begin) * H;
         for (int64_t h = 0; h < H; ++h) {
-          const T pre = gat_pre(ss, sd, es, i, j, e, h, H);
-          const T a = std::exp(leaky(pre, slope) - lse[i * H + h]);
+          logit_p[h] = leaky(gat_pre(ss, sd, es, i, j, e, h, H), slope);
           T d = dot(g + h * C, v + h * C, C) * drop.at(p * H + h);
           if (galpha) d += galpha[e * H + h];
-          seg_alpha[(p - begin) * H + h] = a;
           dpre[p * H + h] = d;
-          dot_sum[h] += a * d;
+        }
+      }
+      exp_shifted(seg_alpha.data(), (end - begin) * H, lse + i * H, H);  // alpha_p
+      for (int64_t p = begin; p < end; ++p) {
+        for (int64_t h = 0; h < H; ++h) {
+          dot_sum[h] += seg_alpha[(p - begin) * H + h] * dpre[p * H + h];
         }
       }
       for (int64_t h = 0; h < H; ++h) gsd[i * H + h] = T(0);
       for (int64_t p = begin; p < end; ++p) {
         const int64_t j = col[p], e = es ? perm[p] : 0;
         for (int64_t h = 0; h < H; ++h) {
-          const T pre = gat_pre(ss, sd, es, i, j, e, h, H);
+          const T pre = ss[j * H + h] + sd_i[h] + (es ? es[e * H + h] : T(0));
           const T dl = seg_alpha[(p - begin) * H + h] * (dpre[p * H + h] - dot_sum[h]);
           const T dp = dl * leaky_grad(pre, slope);
           dpre[p * H + h] = dp;
@@ -213,32 +266,52 @@ void gat_backward_dst_kernel(int64_t Nt, int64_t H, int64_t C, const int64_t* ro
 }
 
 // Source pass: gwh_j = sum_p alpha_p d_p gout_i (alpha recomputed), gss_j = sum_p dpre_p.
-template <typename T>
+// Per source, the logits of its out-edges minus their destinations' lse first, then their
+// exp in one vectorized loop, then the weighted sum of the gradient rows.
+template <typename T, int kC>
 void gat_backward_src_kernel(int64_t Ns, int64_t H, int64_t C, const int64_t* colptr,
                              const int64_t* row, const int64_t* cperm, const int64_t* cpos,
                              const T* ss, const T* sd, const T* es, T slope, Dropout<T> drop,
                              const T* lse, const T* gout, const T* dpre, T* gwh, T* gss) {
+  if (kC > 0) C = kC;  // a common head width, known when compiled: fixed-length loops
   const int64_t num_edges = colptr[Ns];
-#pragma omp parallel for schedule(dynamic, kRowsPerTask)
-  for (int64_t j = 0; j < Ns; ++j) {
-    T* gv = gwh + j * H * C;
-    for (int64_t k = 0; k < H * C; ++k) gv[k] = T(0);
-    for (int64_t h = 0; h < H; ++h) gss[j * H + h] = T(0);
-    for (int64_t q = colptr[j]; q < colptr[j + 1]; ++q) {
-      const int64_t i = row[q], p = cpos[q], e = es ? cperm[q] : 0;
-      if (q + kPrefetch < num_edges) {
-        prefetch_row(gout, row[q + kPrefetch], H * C);
-        prefetch_row(sd, row[q + kPrefetch], H);
-        prefetch_row(lse, row[q + kPrefetch], H);
-        prefetch_row(dpre, cpos[q + kPrefetch], H);
-        if (drop.mask) prefetch_row(drop.mask, cpos[q + kPrefetch], H);
+#pragma omp parallel
+  {
+    std::vector<T> seg;
+#pragma omp for schedule(dynamic, kRowsPerTask)
+    for (int64_t j = 0; j < Ns; ++j) {
+      const int64_t begin = colptr[j], end = colptr[j + 1];
+      seg.resize((end - begin) * H);
+      T* gv = gwh + j * H * C;
+      for (int64_t k = 0; k < H * C; ++k) gv[k] = T(0);
+      T* gss_j = gss + j * H;
+      for (int64_t h = 0; h < H; ++h) gss_j[h] = T(0);
+      const T* ss_j = ss + j * H;
+      for (int64_t q = begin; q < end; ++q) {
+        const int64_t i = row[q], p = cpos[q];
+        if (q + kPrefetch < num_edges) {
+          prefetch_row(gout, row[q + kPrefetch], H * C);
+          prefetch_row(sd, row[q + kPrefetch], H);
+          prefetch_row(lse, row[q + kPrefetch], H);
+          prefetch_row(dpre, cpos[q + kPrefetch], H);
+          if (drop.mask) prefetch_row(drop.mask, cpos[q + kPrefetch], H);
+        }
+        const T* es_e = es ? es + cperm[q] * H : nullptr;
+        T* seg_q = seg.data() + (q - begin) * H;
+        for (int64_t h = 0; h < H; ++h) {
+          const T pre = ss_j[h] + sd[i * H + h] + (es_e ? es_e[h] : T(0));
+          seg_q[h] = leaky(pre, slope) - lse[i * H + h];
+          gss_j[h] += dpre[p * H + h];
+        }
       }
-      const T* g = gout + i * H * C;
-      for (int64_t h = 0; h < H; ++h) {
-        const T pre = gat_pre(ss, sd, es, i, j, e, h, H);
-        const T a = std::exp(leaky(pre, slope) - lse[i * H + h]) * drop.at(p * H + h);
-        axpy(a, g + h * C, gv + h * C, C);
-        gss[j * H + h] += dpre[p * H + h];
+      const T zero = T(0);
+      exp_shifted(seg.data(), (end - begin) * H, &zero, 1);  // alpha_p
+      for (int64_t q = begin; q < end; ++q) {
+        const T* g = gout + row[q] * H * C;
+        const int64_t p = cpos[q];
+        for (int64_t h = 0; h < H; ++h) {
+          axpy(seg[(q - begin) * H + h] * drop.at(p * H + h), g + h * C, gv + h * C, C);
+        }
       }
     }
   }
@@ -260,43 +333,80 @@ inline T gatv2_logit(const T* xs_j, const T* xt_i, const T* xe_e, const T* att_h
   return l;
 }
 
+
+// All H logits of one edge into out[0..H): the products att * LeakyReLU(z) of the whole
+// [H, C] row in one vectorized loop, then the per-head sums channel by channel, each across
+// the heads (no horizontal reduction per head). Rows wider than kMaxRow go head by head.
+constexpr int64_t kMaxRow = 256;
 template <typename T>
+inline void gatv2_logits(const T* xs_j, const T* xt_i, const T* xe_e, const T* att, int64_t H,
+                         int64_t C, T slope, T* out) {
+  if (H * C > kMaxRow || H == 1) {
+    for (int64_t h = 0; h < H; ++h) {
+      out[h] = gatv2_logit(xs_j + h * C, xt_i + h * C, xe_e ? xe_e + h * C : nullptr,
+                           att + h * C, C, slope);
+    }
+    return;
+  }
+  T t[kMaxRow];
+  if (xe_e) {
+#pragma omp simd
+    for (int64_t k = 0; k < H * C; ++k) t[k] = att[k] * leaky(xs_j[k] + xt_i[k] + xe_e[k], slope);
+  } else {
+#pragma omp simd
+    for (int64_t k = 0; k < H * C; ++k) t[k] = att[k] * leaky(xs_j[k] + xt_i[k], slope);
+  }
+  for (int64_t h = 0; h < H; ++h) out[h] = t[h * C];
+  for (int64_t c = 1; c < C; ++c) {
+#pragma omp simd
+    for (int64_t h = 0; h < H; ++h) out[h] += t[h * C + c];
+  }
+}
+
+template <typename T, int kC>
 void gatv2_forward_kernel(int64_t Nt, int64_t H, int64_t C, const int64_t* rowptr,
                           const int64_t* col, const int64_t* perm, const T* xs, const T* xt,
                           const T* xe, const T* att, const T* vs, T slope, Dropout<T> drop,
                           T* out, T* lse, T* alpha) {
+  if (kC > 0) C = kC;  // a common head width, known when compiled: fixed-length loops
   const int64_t num_edges = rowptr[Nt];
 #pragma omp parallel
   {
-    std::vector<T> m(H), s(H), acc(H * C), seg_logit;
+    std::vector<T> m(H), s(H), acc(H * C), w;
 #pragma omp for schedule(dynamic, kRowsPerTask)
     for (int64_t i = 0; i < Nt; ++i) {
       const int64_t begin = rowptr[i], end = rowptr[i + 1];
+      w.resize((end - begin) * H);
       std::fill(m.begin(), m.end(), -std::numeric_limits<T>::infinity());
-      std::fill(s.begin(), s.end(), T(0));
-      std::fill(acc.begin(), acc.end(), T(0));
-      if (alpha) seg_logit.resize((end - begin) * H);
       const T* xt_i = xt + i * H * C;
       for (int64_t p = begin; p < end; ++p) {
         const int64_t j = col[p];
-        if (p + kPrefetch < num_edges) prefetch_row(xs, col[p + kPrefetch], H * C);
+        if (p + kPrefetch < num_edges) {
+          prefetch_row(xs, col[p + kPrefetch], H * C);
+          if (vs) prefetch_row(vs, col[p + kPrefetch], H * C);
+        }
         const T* xs_j = xs + j * H * C;
-        const T* v_j = (vs ? vs : xs) + j * H * C;
         const T* xe_e = xe ? xe + perm[p] * H * C : nullptr;
+        T* w_p = w.data() + (p - begin) * H;
+        gatv2_logits(xs_j, xt_i, xe_e, att, H, C, slope, w_p);
+        for (int64_t h = 0; h < H; ++h) m[h] = std::max(m[h], w_p[h]);
+      }
+      exp_shifted(w.data(), (end - begin) * H, m.data(), H);
+      std::fill(s.begin(), s.end(), T(0));
+      std::fill(acc.begin(), acc.end(), T(0));
+      for (int64_t p = begin; p < end; ++p) {
+        const T* w_p = w.data() + (p - begin) * H;
+        const T* v = (vs ? vs : xs) + col[p] * H * C;
         for (int64_t h = 0; h < H; ++h) {
-          const T logit = gatv2_logit(xs_j + h * C, xt_i + h * C,
-                                      xe_e ? xe_e + h * C : nullptr, att + h * C, C, slope);
-          if (alpha) seg_logit[(p - begin) * H + h] = logit;
-          T* a = acc.data() + h * C;
-          const T w = online_step(logit, m[h], s[h], a, C) * drop.at(p * H + h);
-          axpy(w, v_j + h * C, a, C);
+          s[h] += w_p[h];
+          axpy(w_p[h] * drop.at(p * H + h), v + h * C, acc.data() + h * C, C);
         }
       }
       finish_row(i, H, C, m.data(), s.data(), acc.data(), out, lse);
       if (alpha) {
         for (int64_t p = begin; p < end; ++p) {
           for (int64_t h = 0; h < H; ++h) {
-            alpha[p * H + h] = std::exp(seg_logit[(p - begin) * H + h] - lse[i * H + h]);
+            alpha[p * H + h] = w[(p - begin) * H + h] / s[h];
           }
         }
       }
@@ -308,12 +418,13 @@ void gatv2_forward_kernel(int64_t Nt, int64_t H, int64_t C, const int64_t* rowpt
 // dz_p[h, c] = dl_p[h] att[h, c] LeakyReLU'(z_p[h, c]); gxt_i = sum_p dz_p; gxe_e = dz_p;
 // gatt[h, c] = sum_p dl_p[h] LeakyReLU(z_p[h, c]) (per block of rows, summed in block order).
 // dl is written to dlogit [E, H] (CSR order) for the source pass.
-template <typename T>
+template <typename T, int kC>
 void gatv2_backward_dst_kernel(int64_t Nt, int64_t H, int64_t C, const int64_t* rowptr,
                                const int64_t* col, const int64_t* perm, const T* xs,
                                const T* xt, const T* xe, const T* att, const T* vs, T slope,
                                Dropout<T> drop, const T* lse, const T* gout, const T* galpha,
                                T* dlogit, T* gxt, T* gxe, T* gatt_blocks) {
+  if (kC > 0) C = kC;  // a common head width, known when compiled: fixed-length loops
   const int64_t num_edges = rowptr[Nt];
 #pragma omp parallel
   {
@@ -339,15 +450,17 @@ void gatv2_backward_dst_kernel(int64_t Nt, int64_t H, int64_t C, const int64_t* 
         const T* xs_j = xs + j * H * C;
         const T* v = (vs ? vs : xs) + j * H * C;
         const T* xe_e = xe ? xe + perm[p] * H * C : nullptr;
+        gatv2_logits(xs_j, xt_i, xe_e, att, H, C, slope, seg_alpha.data() + (p - begin) * H);
         for (int64_t h = 0; h < H; ++h) {
-          const T logit = gatv2_logit(xs_j + h * C, xt_i + h * C,
-                                      xe_e ? xe_e + h * C : nullptr, att + h * C, C, slope);
-          const T a = std::exp(logit - lse[i * H + h]);
           T d = dot(g + h * C, v + h * C, C) * drop.at(p * H + h);
           if (galpha) d += galpha[perm[p] * H + h];
-          seg_alpha[(p - begin) * H + h] = a;
           dlogit[p * H + h] = d;
-          dot_sum[h] += a * d;
+        }
+      }
+      exp_shifted(seg_alpha.data(), (end - begin) * H, lse + i * H, H);  // alpha_p
+      for (int64_t p = begin; p < end; ++p) {
+        for (int64_t h = 0; h < H; ++h) {
+          dot_sum[h] += seg_alpha[(p - begin) * H + h] * dlogit[p * H + h];
         }
       }
       for (int64_t p = begin; p < end; ++p) {
@@ -380,43 +493,59 @@ void gatv2_backward_dst_kernel(int64_t Nt, int64_t H, int64_t C, const int64_t* 
 
 // Source pass: gxs_j = sum_p (alpha_p d_p gout_i + dz_p), alpha_p recomputed from the logit
 // and dz_p from dlogit. With separate values vs (messages other than xs), the first term
-// goes to gvs_j instead.
-template <typename T>
+// goes to gvs_j instead. Per source: the logits minus lse of its out-edges, their exp in one
+// vectorized loop, then the sums (the destination rows are in cache from the first loop).
+template <typename T, int kC>
 void gatv2_backward_src_kernel(int64_t Ns, int64_t H, int64_t C, const int64_t* colptr,
                                const int64_t* row, const int64_t* cperm, const int64_t* cpos,
                                const T* xs, const T* xt, const T* xe, const T* att, T slope,
                                Dropout<T> drop, const T* lse, const T* gout, const T* dlogit,
                                T* gxs, T* gvs) {
+  if (kC > 0) C = kC;  // a common head width, known when compiled: fixed-length loops
   const int64_t num_edges = colptr[Ns];
-#pragma omp parallel for schedule(dynamic, kRowsPerTask)
-  for (int64_t j = 0; j < Ns; ++j) {
-    const T* xs_j = xs + j * H * C;
-    T* gx = gxs + j * H * C;
-    T* gv = gvs ? gvs + j * H * C : gx;  // separate values: their gradient apart
-    for (int64_t k = 0; k < H * C; ++k) gx[k] = gv[k] = T(0);
-    for (int64_t q = colptr[j]; q < colptr[j + 1]; ++q) {
-      const int64_t i = row[q], p = cpos[q];
-      if (q + kPrefetch < num_edges) {
-        prefetch_row(gout, row[q + kPrefetch], H * C);
-        prefetch_row(xt, row[q + kPrefetch], H * C);
-        prefetch_row(lse, row[q + kPrefetch], H);
-        prefetch_row(dlogit, cpos[q + kPrefetch], H);
-        if (drop.mask) prefetch_row(drop.mask, cpos[q + kPrefetch], H);
+#pragma omp parallel
+  {
+    std::vector<T> seg;
+#pragma omp for schedule(dynamic, kRowsPerTask)
+    for (int64_t j = 0; j < Ns; ++j) {
+      const int64_t begin = colptr[j], end = colptr[j + 1];
+      seg.resize((end - begin) * H);
+      const T* xs_j = xs + j * H * C;
+      T* gx = gxs + j * H * C;
+      T* gv = gvs ? gvs + j * H * C : gx;  // separate values: their gradient apart
+      for (int64_t k = 0; k < H * C; ++k) gx[k] = gv[k] = T(0);
+      for (int64_t q = begin; q < end; ++q) {
+        const int64_t i = row[q];
+        if (q + kPrefetch < num_edges) {
+          prefetch_row(gout, row[q + kPrefetch], H * C);
+          prefetch_row(xt, row[q + kPrefetch], H * C);
+          prefetch_row(lse, row[q + kPrefetch], H);
+          prefetch_row(dlogit, cpos[q + kPrefetch], H);
+          if (drop.mask) prefetch_row(drop.mask, cpos[q + kPrefetch], H);
+        }
+        const T* xt_i = xt + i * H * C;
+        const T* xe_e = xe ? xe + cperm[q] * H * C : nullptr;
+        T* seg_q = seg.data() + (q - begin) * H;
+        gatv2_logits(xs_j, xt_i, xe_e, att, H, C, slope, seg_q);
+        for (int64_t h = 0; h < H; ++h) seg_q[h] -= lse[i * H + h];
       }
-      const T* g = gout + i * H * C;
-      const T* xt_i = xt + i * H * C;
-      const T* xe_e = xe ? xe + cperm[q] * H * C : nullptr;
-      for (int64_t h = 0; h < H; ++h) {
-        const int64_t o = h * C;
-        const T logit = gatv2_logit(xs_j + o, xt_i + o, xe_e ? xe_e + o : nullptr, att + o, C,
-                                    slope);
-        const T a = std::exp(logit - lse[i * H + h]) * drop.at(p * H + h);
-        const T dl = dlogit[p * H + h];
-        axpy(a, g + o, gv + o, C);
+      const T zero = T(0);
+      exp_shifted(seg.data(), (end - begin) * H, &zero, 1);  // alpha_p
+      for (int64_t q = begin; q < end; ++q) {
+        const int64_t i = row[q], p = cpos[q];
+        const T* g = gout + i * H * C;
+        const T* xt_i = xt + i * H * C;
+        const T* xe_e = xe ? xe + cperm[q] * H * C : nullptr;
+        for (int64_t h = 0; h < H; ++h) {
+          const int64_t o = h * C;
+          const T a = seg[(q - begin) * H + h] * drop.at(p * H + h);
+          const T dl = dlogit[p * H + h];
+          axpy(a, g + o, gv + o, C);
 #pragma omp simd
-        for (int64_t c = 0; c < C; ++c) {
-          const T z = xs_j[o + c] + xt_i[o + c] + (xe_e ? xe_e[o + c] : T(0));
-          gx[o + c] += dl * att[o + c] * leaky_grad(z, slope);
+          for (int64_t c = 0; c < C; ++c) {
+            const T z = xs_j[o + c] + xt_i[o + c] + (xe_e ? xe_e[o + c] : T(0));
+            gx[o + c] += dl * att[o + c] * leaky_grad(z, slope);
+          }
         }
       }
     }
@@ -432,6 +561,19 @@ void sum_blocks_in_order(const T* parts, int64_t blocks, int64_t width, T* out) 
 }
 
 // ------------------------------------------------------------------------ bindings ----
+// Runs body(std::integral_constant<int, kC>) with kC = C for the common head widths, else
+// kC = 0 (the width read at run time): the per-channel loops of the kernels get fixed lengths.
+template <typename F>
+void with_channels(int64_t C, F&& body) {
+  switch (C) {
+    case 8: body(std::integral_constant<int, 8>{}); break;
+    case 16: body(std::integral_constant<int, 16>{}); break;
+    case 32: body(std::integral_constant<int, 32>{}); break;
+    case 64: body(std::integral_constant<int, 64>{}); break;
+    default: body(std::integral_constant<int, 0>{});
+  }
+}
+
 // keep_prob = 1 - p; the factor 1 / keep_prob is formed in T, as F.dropout forms it.
 template <typename T>
 Dropout<T> dropout_of(const std::optional<Tensor>& mask, double keep_prob) {
@@ -450,12 +592,14 @@ std::vector<Tensor> gat_forward(Tensor rowptr, Tensor col, Tensor perm, Tensor s
   auto lse = at::empty({Nt, H}, wh.options());
   auto alpha = need_alpha ? at::empty({E, H}, wh.options()) : Tensor();
   AT_DISPATCH_FLOATING_TYPES(wh.scalar_type(), "gat_forward", [&] {
-    gat_forward_kernel<scalar_t>(
-        Nt, H, C, rowptr.data_ptr<int64_t>(), col.data_ptr<int64_t>(), perm.data_ptr<int64_t>(),
-        ss.data_ptr<scalar_t>(), sd.data_ptr<scalar_t>(), opt_ptr<scalar_t>(es),
-        wh.data_ptr<scalar_t>(), static_cast<scalar_t>(slope),
-        dropout_of<scalar_t>(mask, keep_prob), out.data_ptr<scalar_t>(),
-        lse.data_ptr<scalar_t>(), need_alpha ? alpha.data_ptr<scalar_t>() : nullptr);
+    with_channels(C, [&](auto kc) {
+      gat_forward_kernel<scalar_t, decltype(kc)::value>(
+          Nt, H, C, rowptr.data_ptr<int64_t>(), col.data_ptr<int64_t>(), perm.data_ptr<int64_t>(),
+          ss.data_ptr<scalar_t>(), sd.data_ptr<scalar_t>(), opt_ptr<scalar_t>(es),
+          wh.data_ptr<scalar_t>(), static_cast<scalar_t>(slope),
+          dropout_of<scalar_t>(mask, keep_prob), out.data_ptr<scalar_t>(),
+          lse.data_ptr<scalar_t>(), need_alpha ? alpha.data_ptr<scalar_t>() : nullptr);
+    });
   });
   return {out, lse, alpha};
 }
@@ -475,16 +619,20 @@ std::vector<Tensor> gat_backward(Tensor rowptr, Tensor col, Tensor perm, Tensor 
   AT_DISPATCH_FLOATING_TYPES(wh.scalar_type(), "gat_backward", [&] {
     const auto drop = dropout_of<scalar_t>(mask, keep_prob);
     const scalar_t* es_p = opt_ptr<scalar_t>(es);
-    gat_backward_dst_kernel<scalar_t>(
-        Nt, H, C, rowptr.data_ptr<int64_t>(), col.data_ptr<int64_t>(), perm.data_ptr<int64_t>(),
-        ss.data_ptr<scalar_t>(), sd.data_ptr<scalar_t>(), es_p, wh.data_ptr<scalar_t>(),
-        static_cast<scalar_t>(slope), drop, lse.data_ptr<scalar_t>(), gout.data_ptr<scalar_t>(),
-        opt_ptr<scalar_t>(galpha), dpre.data_ptr<scalar_t>(), gsd.data_ptr<scalar_t>());
-    gat_backward_src_kernel<scalar_t>(
-        Ns, H, C, colptr.data_ptr<int64_t>(), row.data_ptr<int64_t>(), cperm.data_ptr<int64_t>(),
-        cpos.data_ptr<int64_t>(), ss.data_ptr<scalar_t>(), sd.data_ptr<scalar_t>(), es_p,
-        static_cast<scalar_t>(slope), drop, lse.data_ptr<scalar_t>(), gout.data_ptr<scalar_t>(),
-        dpre.data_ptr<scalar_t>(), gwh.data_ptr<scalar_t>(), gss.data_ptr<scalar_t>());
+    with_channels(C, [&](auto kc) {
+      gat_backward_dst_kernel<scalar_t, decltype(kc)::value>(
+          Nt, H, C, rowptr.data_ptr<int64_t>(), col.data_ptr<int64_t>(), perm.data_ptr<int64_t>(),
+          ss.data_ptr<scalar_t>(), sd.data_ptr<scalar_t>(), es_p, wh.data_ptr<scalar_t>(),
+          static_cast<scalar_t>(slope), drop, lse.data_ptr<scalar_t>(), gout.data_ptr<scalar_t>(),
+          opt_ptr<scalar_t>(galpha), dpre.data_ptr<scalar_t>(), gsd.data_ptr<scalar_t>());
+    });
+    with_channels(C, [&](auto kc) {
+      gat_backward_src_kernel<scalar_t, decltype(kc)::value>(
+          Ns, H, C, colptr.data_ptr<int64_t>(), row.data_ptr<int64_t>(), cperm.data_ptr<int64_t>(),
+          cpos.data_ptr<int64_t>(), ss.data_ptr<scalar_t>(), sd.data_ptr<scalar_t>(), es_p,
+          static_cast<scalar_t>(slope), drop, lse.data_ptr<scalar_t>(), gout.data_ptr<scalar_t>(),
+          dpre.data_ptr<scalar_t>(), gwh.data_ptr<scalar_t>(), gss.data_ptr<scalar_t>());
+    });
   });
   return {gss, gsd, dpre, gwh};
 }
@@ -499,12 +647,14 @@ std::vector<Tensor> gatv2_forward(Tensor rowptr, Tensor col, Tensor perm, Tensor
   auto lse = at::empty({Nt, H}, xs.options());
   auto alpha = need_alpha ? at::empty({E, H}, xs.options()) : Tensor();
   AT_DISPATCH_FLOATING_TYPES(xs.scalar_type(), "gatv2_forward", [&] {
-    gatv2_forward_kernel<scalar_t>(
-        Nt, H, C, rowptr.data_ptr<int64_t>(), col.data_ptr<int64_t>(), perm.data_ptr<int64_t>(),
-        xs.data_ptr<scalar_t>(), xt.data_ptr<scalar_t>(), opt_ptr<scalar_t>(xe),
-        att.data_ptr<scalar_t>(), opt_ptr<scalar_t>(vs), static_cast<scalar_t>(slope),
-        dropout_of<scalar_t>(mask, keep_prob), out.data_ptr<scalar_t>(),
-        lse.data_ptr<scalar_t>(), need_alpha ? alpha.data_ptr<scalar_t>() : nullptr);
+    with_channels(C, [&](auto kc) {
+      gatv2_forward_kernel<scalar_t, decltype(kc)::value>(
+          Nt, H, C, rowptr.data_ptr<int64_t>(), col.data_ptr<int64_t>(), perm.data_ptr<int64_t>(),
+          xs.data_ptr<scalar_t>(), xt.data_ptr<scalar_t>(), opt_ptr<scalar_t>(xe),
+          att.data_ptr<scalar_t>(), opt_ptr<scalar_t>(vs), static_cast<scalar_t>(slope),
+          dropout_of<scalar_t>(mask, keep_prob), out.data_ptr<scalar_t>(),
+          lse.data_ptr<scalar_t>(), need_alpha ? alpha.data_ptr<scalar_t>() : nullptr);
+    });
   });
   return {out, lse, alpha};
 }
@@ -529,21 +679,25 @@ std::vector<Tensor> gatv2_backward(Tensor rowptr, Tensor col, Tensor perm, Tenso
   AT_DISPATCH_FLOATING_TYPES(xs.scalar_type(), "gatv2_backward", [&] {
     const auto drop = dropout_of<scalar_t>(mask, keep_prob);
     const scalar_t* xe_p = opt_ptr<scalar_t>(xe);
-    gatv2_backward_dst_kernel<scalar_t>(
-        Nt, H, C, rowptr.data_ptr<int64_t>(), col.data_ptr<int64_t>(), perm.data_ptr<int64_t>(),
-        xs.data_ptr<scalar_t>(), xt.data_ptr<scalar_t>(), xe_p, att.data_ptr<scalar_t>(),
-        opt_ptr<scalar_t>(vs), static_cast<scalar_t>(slope), drop, lse.data_ptr<scalar_t>(),
-        gout.data_ptr<scalar_t>(), opt_ptr<scalar_t>(galpha), dlogit.data_ptr<scalar_t>(),
-        gxt.data_ptr<scalar_t>(), need_gxe ? gxe.data_ptr<scalar_t>() : nullptr,
-        gatt_blocks.data_ptr<scalar_t>());
+    with_channels(C, [&](auto kc) {
+      gatv2_backward_dst_kernel<scalar_t, decltype(kc)::value>(
+          Nt, H, C, rowptr.data_ptr<int64_t>(), col.data_ptr<int64_t>(), perm.data_ptr<int64_t>(),
+          xs.data_ptr<scalar_t>(), xt.data_ptr<scalar_t>(), xe_p, att.data_ptr<scalar_t>(),
+          opt_ptr<scalar_t>(vs), static_cast<scalar_t>(slope), drop, lse.data_ptr<scalar_t>(),
+          gout.data_ptr<scalar_t>(), opt_ptr<scalar_t>(galpha), dlogit.data_ptr<scalar_t>(),
+          gxt.data_ptr<scalar_t>(), need_gxe ? gxe.data_ptr<scalar_t>() : nullptr,
+          gatt_blocks.data_ptr<scalar_t>());
+    });
     sum_blocks_in_order(gatt_blocks.data_ptr<scalar_t>(), blocks, H * C,
                         gatt.data_ptr<scalar_t>());
-    gatv2_backward_src_kernel<scalar_t>(
-        Ns, H, C, colptr.data_ptr<int64_t>(), row.data_ptr<int64_t>(), cperm.data_ptr<int64_t>(),
-        cpos.data_ptr<int64_t>(), xs.data_ptr<scalar_t>(), xt.data_ptr<scalar_t>(), xe_p,
-        att.data_ptr<scalar_t>(), static_cast<scalar_t>(slope), drop, lse.data_ptr<scalar_t>(),
-        gout.data_ptr<scalar_t>(), dlogit.data_ptr<scalar_t>(), gxs.data_ptr<scalar_t>(),
-        vs.has_value() ? gvs.data_ptr<scalar_t>() : nullptr);
+    with_channels(C, [&](auto kc) {
+      gatv2_backward_src_kernel<scalar_t, decltype(kc)::value>(
+          Ns, H, C, colptr.data_ptr<int64_t>(), row.data_ptr<int64_t>(), cperm.data_ptr<int64_t>(),
+          cpos.data_ptr<int64_t>(), xs.data_ptr<scalar_t>(), xt.data_ptr<scalar_t>(), xe_p,
+          att.data_ptr<scalar_t>(), static_cast<scalar_t>(slope), drop, lse.data_ptr<scalar_t>(),
+          gout.data_ptr<scalar_t>(), dlogit.data_ptr<scalar_t>(), gxs.data_ptr<scalar_t>(),
+          vs.has_value() ? gvs.data_ptr<scalar_t>() : nullptr);
+    });
   });
   return {gxs, gxt, gxe, gatt, gvs};
 }
