@@ -171,18 +171,15 @@ void gat_forward_kernel(int64_t Nt, int64_t H, int64_t C, const int64_t* rowptr,
       const int64_t begin = rowptr[i], end = rowptr[i + 1];
       w.resize((end - begin) * H);
       std::fill(m.begin(), m.end(), -std::numeric_limits<T>::infinity());
-      const T* sd_i = sd + i * H;
       for (int64_t p = begin; p < end; ++p) {
-        const int64_t j = col[p];
+        const int64_t j = col[p], e = es ? perm[p] : 0;
         if (p + kPrefetch < num_edges) {
           prefetch_row(wh, col[p + kPrefetch], H * C);
           prefetch_row(ss, col[p + kPrefetch], H);
         }
-        const T* ss_j = ss + j * H;
-        const T* es_e = es ? es + perm[p] * H : nullptr;
         T* w_p = w.data() + (p - begin) * H;
         for (int64_t h = 0; h < H; ++h) {
-          const T logit = leaky(ss_j[h] + sd_i[h] + (es_e ? es_e[h] : T(0)), slope);
+          const T logit = leaky(gat_pre(ss, sd, es, i, j, e, h, H), slope);
           w_p[h] = logit;
           m[h] = std::max(m[h], logit);
         }
@@ -228,7 +225,6 @@ void gat_backward_dst_kernel(int64_t Nt, int64_t H, int64_t C, const int64_t* ro
       std::fill(dot_sum.begin(), dot_sum.end(), T(0));
       seg_alpha.resize((end - begin) * H);
       const T* g = gout + i * H * C;
-      const T* sd_i = sd + i * H;
       for (int64_t p = begin; p < end; ++p) {
         const int64_t j = col[p], e = (es || galpha) ? perm[p] : 0;
         if (p + kPrefetch < num_edges) {
@@ -254,7 +250,7 @@ void gat_backward_dst_kernel(int64_t Nt, int64_t H, int64_t C, const int64_t* ro
       for (int64_t p = begin; p < end; ++p) {
         const int64_t j = col[p], e = es ? perm[p] : 0;
         for (int64_t h = 0; h < H; ++h) {
-          const T pre = ss[j * H + h] + sd_i[h] + (es ? es[e * H + h] : T(0));
+          const T pre = gat_pre(ss, sd, es, i, j, e, h, H);
           const T dl = seg_alpha[(p - begin) * H + h] * (dpre[p * H + h] - dot_sum[h]);
           const T dp = dl * leaky_grad(pre, slope);
           dpre[p * H + h] = dp;
@@ -286,9 +282,8 @@ void gat_backward_src_kernel(int64_t Ns, int64_t H, int64_t C, const int64_t* co
       for (int64_t k = 0; k < H * C; ++k) gv[k] = T(0);
       T* gss_j = gss + j * H;
       for (int64_t h = 0; h < H; ++h) gss_j[h] = T(0);
-      const T* ss_j = ss + j * H;
       for (int64_t q = begin; q < end; ++q) {
-        const int64_t i = row[q], p = cpos[q];
+        const int64_t i = row[q], p = cpos[q], e = es ? cperm[q] : 0;
         if (q + kPrefetch < num_edges) {
           prefetch_row(gout, row[q + kPrefetch], H * C);
           prefetch_row(sd, row[q + kPrefetch], H);
@@ -296,11 +291,9 @@ void gat_backward_src_kernel(int64_t Ns, int64_t H, int64_t C, const int64_t* co
           prefetch_row(dpre, cpos[q + kPrefetch], H);
           if (drop.mask) prefetch_row(drop.mask, cpos[q + kPrefetch], H);
         }
-        const T* es_e = es ? es + cperm[q] * H : nullptr;
         T* seg_q = seg.data() + (q - begin) * H;
         for (int64_t h = 0; h < H; ++h) {
-          const T pre = ss_j[h] + sd[i * H + h] + (es_e ? es_e[h] : T(0));
-          seg_q[h] = leaky(pre, slope) - lse[i * H + h];
+          seg_q[h] = leaky(gat_pre(ss, sd, es, i, j, e, h, H), slope) - lse[i * H + h];
           gss_j[h] += dpre[p * H + h];
         }
       }
