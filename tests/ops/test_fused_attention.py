@@ -92,8 +92,9 @@ def test_fused_attention_dropout_drops_the_same_coefficients_as_reference(backen
 @pytest.mark.parametrize("operator", [GATConv, GATv2Conv])
 @pytest.mark.parametrize("bipartite", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("feature_dropout", [0.0, 0.5])  # 0: GATv2's W_s, W_t as one pair
 def test_fused_layer_with_head_and_message_dropout_matches_reference(
-    backend, operator, bipartite, dtype
+    backend, operator, bipartite, dtype, feature_dropout
 ):
     case = make_case(bipartite, 2, dtype)
     torch.manual_seed(0)
@@ -103,7 +104,7 @@ def test_fused_layer_with_head_and_message_dropout_matches_reference(
         heads=3,
         edge_dim=2,
         dropout=0.3,
-        feature_dropout=0.5,
+        feature_dropout=feature_dropout,
         message_dropout=0.5,
     ).to(dtype)
     check_backend_matches_reference(layer.train(), case, backend, dtype)

@@ -112,3 +112,38 @@ def test_philox_is_the_default_generator_of_a_fresh_process():
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     ).stdout
     assert printed.strip() == "torch"
+
+
+def philox4x32_10(counter: list[int], key: list[int]) -> list[int]:
+    """Philox4x32-10 (Salmon et al., SC 2011), written from the definition, in Python."""
+    m0, m1, w0, w1 = 0xD2511F53, 0xCD9E8D57, 0x9E3779B9, 0xBB67AE85
+    c, k = list(counter), list(key)
+    for round_ in range(10):
+        p0, p1 = m0 * c[0], m1 * c[2]
+        c = [(p1 >> 32) ^ c[1] ^ k[0], p1 & 0xFFFFFFFF, (p0 >> 32) ^ c[3] ^ k[1], p0 & 0xFFFFFFFF]
+        if round_ < 9:
+            k = [(k[0] + w0) & 0xFFFFFFFF, (k[1] + w1) & 0xFFFFFFFF]
+    return c
+
+
+def test_python_philox_gives_the_published_known_answers():
+    # Random123's known-answer vectors (kat_vectors): counter, key -> output.
+    assert philox4x32_10([0, 0, 0, 0], [0, 0]) == [0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8]
+    ones = 0xFFFFFFFF
+    assert philox4x32_10([ones] * 4, [ones] * 2) == [0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD]
+
+
+@needs_extension
+@pytest.mark.parametrize("n", [1, 63, 64, 1000, 4099])  # whole 16-block groups and tails
+@pytest.mark.parametrize("keep_prob", [0.0, 0.4, 1.0])
+def test_philox_mask_is_word_i_of_block_b_below_the_threshold(n, keep_prob):
+    seed = 0x1234_5678_9ABC_DEF0 % (2**63)
+    keep = torch.empty(n, dtype=torch.uint8)
+    cpp_kernels().bernoulli_mask(keep, keep_prob, seed)
+    threshold = min(round(keep_prob * 2**32), 2**32)
+    key = [seed & 0xFFFFFFFF, seed >> 32]
+    expected = []
+    for b in range((n + 3) // 4):
+        words = philox4x32_10([b & 0xFFFFFFFF, b >> 32, 0, 0], key)
+        expected += [int(w < threshold) for w in words]
+    assert keep.tolist() == expected[:n]

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from gatkit import ops
 from gatkit.errors import GraphInputError
 from gatkit.nn.dropout import HeadwiseProjection
-from gatkit.nn.recompute import dropped_inputs_as_recipes, recompute_projections
+from gatkit.nn.recompute import LinearMap, dropped_inputs_as_recipes, recompute_projections
 from gatkit.validation import check_edge_attr, check_edge_index, check_features
 
 NodeFeatures = Tensor | tuple[Tensor, Tensor]
@@ -178,7 +178,7 @@ class GraphAttentionBase(nn.Module):
             return self.head_projection(x, linears)
 
     def keep_as_recipes(
-        self, projections: list[tuple[Tensor, Tensor, nn.Linear]], active: bool = True
+        self, projections: list[tuple[Tensor, Tensor, nn.Linear | LinearMap]], active: bool = True
     ) -> contextlib.AbstractContextManager:
         """Save these ``(projected, source, linear)`` outputs of :meth:`project` as recipes.
 
@@ -325,8 +325,9 @@ class GraphAttentionBase(nn.Module):
         # In place: the attention output is a fresh tensor that no backward pass reads, so
         # the sums need no second buffer. With concatenated heads they are added to the
         # [N, H, C] tensor itself, not to its [N, H C] view: an in-place write through a view
-        # would make autograd copy the whole gradient twice (CopySlices, AsStrided).
-        if self.concat:
+        # would make autograd copy the whole gradient twice (CopySlices, AsStrided). One head
+        # is its own mean: averaging it would only copy it.
+        if self.concat or out.size(1) == 1:
             if self.residual_projection is not None:
                 out = out.add_(self.residual_projection(x_dst).view_as(out))
             if self.bias is not None:

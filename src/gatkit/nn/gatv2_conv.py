@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Literal, overload
 
+import torch
 from torch import Tensor, nn
 
 from gatkit import ops
 from gatkit.nn._attention_base import GraphAttentionBase, NodeFeatures, glorot_
+from gatkit.nn.recompute import LinearMap, dropped_inputs_as_recipes
 
 
 class GATv2Conv(GraphAttentionBase):
@@ -152,12 +154,20 @@ class GATv2Conv(GraphAttentionBase):
 
         # W_s h_j and W_t h_i, per head.
         target_projection = self.project_target or self.project_source
+        pair = both = None
         if bipartite:
             (ws_h,) = self.project(x_src, [self.project_source])  # [N_s, H, C]
             (wt_h,) = self.project(x_dst, [target_projection])  # [N_t, H, C]
         elif self.project_target is None:
             (ws_h,) = self.project(x_src, [self.project_source])  # [N, H, C]
             wt_h = ws_h
+        elif kernels is not None and kernels.pair_layout and self.head_projection.is_plain:
+            # One product with [W_s; W_t]: pair [N, 2, H, C], read in place by the kernels,
+            # whose gradient comes back as one tensor (one product in the backward pass too).
+            both = self.stacked_maps()
+            with dropped_inputs_as_recipes():
+                pair = nn.functional.linear(x_src, both.weight, both.bias).view(num_src, 2, H, C)
+            ws_h, wt_h = pair[:, 0], pair[:, 1]
         else:  # one input, so one set of head masks for both maps
             ws_h, wt_h = self.project(x_src, [self.project_source, self.project_target])
         dropped = self.drop_messages(ws_h)  # [N_s, H, C] or None
@@ -168,15 +178,18 @@ class GATv2Conv(GraphAttentionBase):
             use_edges = edge_attr is not None and self.project_edge is not None
             drop = self.attention_dropout(csr.num_edges, ws_h.device)  # [E, H] mask or None
             # Autograd keeps (h, W_s) and (h, W_t) in place of W_s h and W_t h.
-            projections = [(ws_h, x_src, self.project_source)]
-            if wt_h is not ws_h:
-                projections.append((wt_h, x_dst, target_projection))
+            if pair is not None:
+                projections = [(pair, x_src, both)]
+            else:
+                projections = [(ws_h, x_src, self.project_source)]
+                if wt_h is not ws_h:
+                    projections.append((wt_h, x_dst, target_projection))
             with self.keep_as_recipes(projections):
                 out, alpha = ops.gatv2_attention(
                     kernels,
                     csr,
-                    ws_h,
-                    wt_h,
+                    None if pair is not None else ws_h,
+                    None if pair is not None else wt_h,
                     self.att,
                     edge_attr if use_edges else None,
                     self.project_edge.weight if use_edges else None,
@@ -184,6 +197,7 @@ class GATv2Conv(GraphAttentionBase):
                     drop,
                     dropped,
                     need_attention=self.wants_attention(return_attention_weights),
+                    pair=pair,
                 )  # [N_t, H, C], [E, H] or None
             out = self.combine_heads(out, x_dst)  # [N_t, H C] or [N_t, C]
             return self.finish(out, edge_index, alpha, drop, return_attention_weights, csr)
@@ -202,6 +216,14 @@ class GATv2Conv(GraphAttentionBase):
         out = self.aggregate(alpha, messages, edge_index, num_dst)  # [N_t, H, C]
         out = self.combine_heads(out, x_dst)  # [N_t, H C] or [N_t, C]
         return self.finish(out, edge_index, alpha, None, return_attention_weights)
+
+    def stacked_maps(self) -> LinearMap:
+        """:math:`[\\mathbf{W}_s; \\mathbf{W}_t]` ``[2 H C, F]`` and their biases, stacked."""
+        source, target = self.project_source, self.project_target
+        assert target is not None, "stacked maps need separate W_s and W_t"
+        weight = torch.cat([source.weight, target.weight])
+        bias = None if source.bias is None else torch.cat([source.bias, target.bias])
+        return LinearMap(weight, bias)
 
     def __repr__(self) -> str:
         base = super().__repr__()

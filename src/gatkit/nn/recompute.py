@@ -21,13 +21,21 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from gatkit.nn.recomputed_dropout import DroppedFeatures, recipe_of
 
-__all__ = ["ProjectionRecipe", "dropped_inputs_as_recipes", "recompute_projections"]
+__all__ = ["LinearMap", "ProjectionRecipe", "dropped_inputs_as_recipes", "recompute_projections"]
+
+
+class LinearMap(NamedTuple):
+    """A linear map given by its tensors (e.g. GATv2's ``W_s`` and ``W_t`` stacked as one)."""
+
+    weight: Tensor
+    bias: Tensor | None
 
 
 class ProjectionRecipe:
@@ -39,7 +47,7 @@ class ProjectionRecipe:
     kernel); it is formed once, at the first read, and shared by the later ones.
     """
 
-    def __init__(self, source: Tensor, linear: nn.Linear, shape: torch.Size) -> None:
+    def __init__(self, source: Tensor, linear: nn.Linear | LinearMap, shape: torch.Size) -> None:
         # A lean-dropout output is kept as its own recipe, not as a tensor.
         self.dropped: DroppedFeatures | None = recipe_of(source)
         self.source = None if self.dropped is not None else source
@@ -70,7 +78,7 @@ class ProjectionRecipe:
 
 @contextlib.contextmanager
 def recompute_projections(
-    projections: list[tuple[Tensor, Tensor, nn.Linear]],
+    projections: list[tuple[Tensor, Tensor, nn.Linear | LinearMap]],
 ) -> Iterator[None]:
     """Within the block, save each ``projected`` tensor as the recipe ``(source, linear)``.
 

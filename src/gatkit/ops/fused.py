@@ -184,6 +184,7 @@ def _scale_kernels(kernels: Any) -> SimpleNamespace:
 
     return SimpleNamespace(
         name=getattr(kernels, "__name__", "kernels").rsplit(".", 1)[-1],
+        pair_layout=False,  # GATv2 needs W_s h and W_t h as two contiguous tensors
         gat_forward=gat_forward,
         gat_backward=gat_backward,
         gatv2_forward=gatv2_forward,
@@ -222,24 +223,30 @@ def _cpp_adapter(module: ModuleType) -> SimpleNamespace:
         )
         return gss, gsd, (to_user_order(csr, dpre) if es is not None else None), gwh
 
-    def gatv2_forward(csr, xs, xt, xe, att, slope, drop, vs, need_alpha):
+    def gatv2_forward(csr, xs, xt, xe, att, slope, drop, vs, need_alpha, pair=False):
         mask = sorted_mask(csr, drop)
         out, lse, alpha = module.gatv2_forward(
-            *csr.astuple()[:3], xs, xt, xe, att, slope, mask, _keep_prob(drop), vs, need_alpha
-        )
+            *csr.astuple()[:3], xs, xt, xe, att, slope, mask, _keep_prob(drop), vs, need_alpha,
+            pair,
+        )  # fmt: skip
         alpha = to_user_order(csr, alpha) if need_alpha else None
         return out, alpha, (lse, mask)
 
-    def gatv2_backward(csr, xs, xt, xe, att, slope, keep_prob, saved, gout, galpha, need_gxe, vs):
+    def gatv2_backward(
+        csr, xs, xt, xe, att, slope, keep_prob, saved, gout, galpha, need_gxe, vs, pair=False
+    ):
         lse, mask = saved
-        gxs, gxt, gxe, gatt, gvs = module.gatv2_backward(
+        gxs, gxt, gxe, gatt, gvs, gpair = module.gatv2_backward(
             *csr.astuple(), xs, xt, xe, att, slope, mask, keep_prob, lse, gout, galpha,
-            need_gxe, vs,
+            need_gxe, vs, pair,
         )  # fmt: skip
+        if pair:  # gxs, gxt are the halves of gpair [N, 2, H, C]
+            gxs, gxt = gpair, None
         return gxs, gxt, (gxe if need_gxe else None), gatt, (gvs if vs is not None else None)
 
     return SimpleNamespace(
         name="cpp",
+        pair_layout=True,  # GATv2 reads W_s h and W_t h as the halves of one [N, 2, H, C]
         gat_forward=gat_forward,
         gat_backward=gat_backward,
         gatv2_forward=gatv2_forward,
@@ -317,13 +324,29 @@ class _GATAttention(torch.autograd.Function):
 
 
 class _GATv2Attention(torch.autograd.Function):
+    """GATv2's fused attention; ``xs``, ``xt`` given apart, or as the halves of ``pair``.
+
+    With ``pair`` ``[N, 2, H, C]`` (``xs`` and ``xt`` ``None``): kernels with the pair layout
+    (``pair_layout``) read the halves in place and write their gradients into one
+    ``[N, 2, H, C]`` tensor, which is the gradient of ``pair``; other kernels get contiguous
+    copies of the halves.
+    """
+
     @staticmethod
-    def forward(ctx, kernels, csr, xs, xt, att, edge_attr, edge_weight, slope, drop, vs, need):
-        xs, xt, att, vs = _c(xs), _c(xt), _c(att), _c(vs)
+    def forward(
+        ctx, kernels, csr, xs, xt, att, edge_attr, edge_weight, slope, drop, vs, need, pair
+    ):
+        xs, xt = _halves(kernels, pair) if pair is not None else (_c(xs), _c(xt))
+        att, vs = _c(att), _c(vs)
         xe = _edge_projection(edge_attr, edge_weight, xs.shape[1:])  # [E, H, C], not saved
-        out, alpha, saved = kernels.gatv2_forward(csr, xs, xt, xe, att, slope, drop, vs, need)
-        ctx.save_for_backward(xs, xt, att, edge_attr, edge_weight, vs, *saved)
+        layout = {"pair": True} if pair is not None and kernels.pair_layout else {}
+        out, alpha, saved = kernels.gatv2_forward(
+            csr, xs, xt, xe, att, slope, drop, vs, need, **layout
+        )
+        inputs = (pair, None) if pair is not None else (xs, xt)
+        ctx.save_for_backward(*inputs, att, edge_attr, edge_weight, vs, *saved)
         ctx.kernels, ctx.csr, ctx.slope, ctx.keep_prob = kernels, csr, slope, _keep_prob(drop)
+        ctx.paired = pair is not None
         ctx.set_materialize_grads(False)
         return (out, alpha) if need else out
 
@@ -331,13 +354,18 @@ class _GATv2Attention(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, gout, galpha=None):
         xs, xt, att, edge_attr, edge_weight, vs, *saved = ctx.saved_tensors
+        kernels = ctx.kernels
+        if ctx.paired:
+            pair = xs
+            xs, xt = _halves(kernels, pair)
         if gout is None:
             gout = torch.zeros((xt.size(0), *xs.shape[1:]), dtype=xs.dtype, device=xs.device)
         xe = _edge_projection(edge_attr, edge_weight, xs.shape[1:])  # recomputed
         need_gxe = xe is not None and (ctx.needs_input_grad[5] or ctx.needs_input_grad[6])
-        gxs, gxt, gxe, gatt, gvs = ctx.kernels.gatv2_backward(
+        layout = {"pair": True} if ctx.paired and kernels.pair_layout else {}
+        gxs, gxt, gxe, gatt, gvs = kernels.gatv2_backward(
             ctx.csr, xs, xt, xe, att, ctx.slope, ctx.keep_prob, tuple(saved), gout.contiguous(),
-            _c(galpha), need_gxe, vs,
+            _c(galpha), need_gxe, vs, **layout,
         )  # fmt: skip
         g_attr = g_weight = None
         if need_gxe:
@@ -346,7 +374,20 @@ class _GATv2Attention(torch.autograd.Function):
                 g_attr = gxe @ edge_weight  # [E, D]
             if ctx.needs_input_grad[6]:
                 g_weight = gxe.t() @ edge_attr  # [H C, D]
-        return None, None, gxs, gxt, gatt, g_attr, g_weight, None, None, gvs, None
+        if ctx.paired:
+            gpair = gxs if layout else torch.stack([gxs, gxt], dim=1)  # [N, 2, H, C]
+            return None, None, None, None, gatt, g_attr, g_weight, None, None, gvs, None, gpair
+        return None, None, gxs, gxt, gatt, g_attr, g_weight, None, None, gvs, None, None
+
+
+def _halves(kernels: Any, pair: Tensor) -> tuple[Tensor, Tensor]:
+    """``pair[:, 0]``, ``pair[:, 1]``: views for kernels with the pair layout, else copies."""
+    if pair.dim() != 4 or pair.size(1) != 2:
+        raise ValueError(f"pair must be [N, 2, H, C], got {list(pair.shape)}")
+    if kernels.pair_layout:
+        pair = pair.contiguous()
+        return pair[:, 0], pair[:, 1]
+    return pair[:, 0].contiguous(), pair[:, 1].contiguous()
 
 
 def _edge_projection(edge_attr: Tensor | None, weight: Tensor | None, head_shape) -> Tensor | None:
@@ -394,8 +435,8 @@ def gat_attention(
 def gatv2_attention(
     kernels: Any,
     csr: EdgeCSR,
-    x_src: Tensor,
-    x_dst: Tensor,
+    x_src: Tensor | None,
+    x_dst: Tensor | None,
     att: Tensor,
     edge_attr: Tensor | None,
     edge_weight: Tensor | None,
@@ -403,6 +444,7 @@ def gatv2_attention(
     dropout: AttentionDropout | None = None,
     values: Tensor | None = None,
     need_attention: bool = True,
+    pair: Tensor | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """Fused GATv2 attention and aggregation.
 
@@ -419,13 +461,23 @@ def gatv2_attention(
         values: ``[N_s, H, C]`` messages :math:`\\mathbf{v}_j` when they are not
             :math:`\\mathbf{x}^s_j` (message dropout), or ``None``.
         need_attention: also return :math:`\\alpha` (costs an ``[E, H]`` tensor).
+        pair: ``[N, 2, H, C]`` with ``pair[:, 0]`` :math:`\\mathbf{W}_s\\mathbf{h}` and
+            ``pair[:, 1]`` :math:`\\mathbf{W}_t\\mathbf{h}` of one node set, the output of
+            one matrix product with both maps (``x_src`` and ``x_dst`` are then ``None``):
+            its gradient comes back as one tensor, so the product's backward is one
+            product too.
 
     Returns:
         ``(out [N_t, H, C], alpha [E, H] or None)``; ``alpha`` is before dropout, in the
         user's order, and ``None`` unless ``need_attention``.
     """
+    apart = x_src is not None and x_dst is not None
+    if (pair is None and not apart) or (
+        pair is not None and (x_src is not None or x_dst is not None)
+    ):
+        raise ValueError("gatv2_attention takes x_src and x_dst, or pair alone")
     result = _GATv2Attention.apply(
         kernels, csr, x_src, x_dst, att, edge_attr, edge_weight, negative_slope, dropout,
-        values, need_attention,
+        values, need_attention, pair,
     )  # fmt: skip
     return result if need_attention else (result, None)

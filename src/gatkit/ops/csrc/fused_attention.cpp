@@ -103,6 +103,14 @@ inline void prefetch_row(const T* base, int64_t row, int64_t width) {
   }
 }
 
+// Prefetch the `width` elements from r (a row of a strided tensor).
+template <typename T>
+inline void prefetch_span(const T* r, int64_t width) {
+  for (int64_t k = 0; k < width; k += kLine / static_cast<int64_t>(sizeof(T))) {
+    __builtin_prefetch(r + k);
+  }
+}
+
 template <typename T>
 const T* opt_ptr(const std::optional<Tensor>& t) {
   return (t.has_value() && t->defined()) ? t->data_ptr<T>() : nullptr;
@@ -359,8 +367,8 @@ inline void gatv2_logits(const T* xs_j, const T* xt_i, const T* xe_e, const T* a
 template <typename T, int kC>
 void gatv2_forward_kernel(int64_t Nt, int64_t H, int64_t C, const int64_t* rowptr,
                           const int64_t* col, const int64_t* perm, const T* xs, const T* xt,
-                          const T* xe, const T* att, const T* vs, T slope, Dropout<T> drop,
-                          T* out, T* lse, T* alpha) {
+                          int64_t ld, const T* xe, const T* att, const T* vs, T slope,
+                          Dropout<T> drop, T* out, T* lse, T* alpha) {
   if (kC > 0) C = kC;  // a common head width, known when compiled: fixed-length loops
   const int64_t num_edges = rowptr[Nt];
 #pragma omp parallel
@@ -371,14 +379,14 @@ void gatv2_forward_kernel(int64_t Nt, int64_t H, int64_t C, const int64_t* rowpt
       const int64_t begin = rowptr[i], end = rowptr[i + 1];
       w.resize((end - begin) * H);
       std::fill(m.begin(), m.end(), -std::numeric_limits<T>::infinity());
-      const T* xt_i = xt + i * H * C;
+      const T* xt_i = xt + i * ld;
       for (int64_t p = begin; p < end; ++p) {
         const int64_t j = col[p];
         if (p + kPrefetch < num_edges) {
-          prefetch_row(xs, col[p + kPrefetch], H * C);
+          prefetch_span(xs + col[p + kPrefetch] * ld, H * C);
           if (vs) prefetch_row(vs, col[p + kPrefetch], H * C);
         }
-        const T* xs_j = xs + j * H * C;
+        const T* xs_j = xs + j * ld;
         const T* xe_e = xe ? xe + perm[p] * H * C : nullptr;
         T* w_p = w.data() + (p - begin) * H;
         gatv2_logits(xs_j, xt_i, xe_e, att, H, C, slope, w_p);
@@ -389,7 +397,7 @@ void gatv2_forward_kernel(int64_t Nt, int64_t H, int64_t C, const int64_t* rowpt
       std::fill(acc.begin(), acc.end(), T(0));
       for (int64_t p = begin; p < end; ++p) {
         const T* w_p = w.data() + (p - begin) * H;
-        const T* v = (vs ? vs : xs) + col[p] * H * C;
+        const T* v = vs ? vs + col[p] * H * C : xs + col[p] * ld;
         for (int64_t h = 0; h < H; ++h) {
           s[h] += w_p[h];
           axpy(w_p[h] * drop.at(p * H + h), v + h * C, acc.data() + h * C, C);
@@ -414,7 +422,8 @@ void gatv2_forward_kernel(int64_t Nt, int64_t H, int64_t C, const int64_t* rowpt
 template <typename T, int kC>
 void gatv2_backward_dst_kernel(int64_t Nt, int64_t H, int64_t C, const int64_t* rowptr,
                                const int64_t* col, const int64_t* perm, const T* xs,
-                               const T* xt, const T* xe, const T* att, const T* vs, T slope,
+                               const T* xt, int64_t ld, const T* xe, const T* att,
+                               const T* vs, T slope,
                                Dropout<T> drop, const T* lse, const T* gout, const T* galpha,
                                T* dlogit, T* gxt, T* gxe, T* gatt_blocks) {
   if (kC > 0) C = kC;  // a common head width, known when compiled: fixed-length loops
@@ -431,17 +440,17 @@ void gatv2_backward_dst_kernel(int64_t Nt, int64_t H, int64_t C, const int64_t* 
       std::fill(dot_sum.begin(), dot_sum.end(), T(0));
       seg_alpha.resize((end - begin) * H);
       const T* g = gout + i * H * C;
-      const T* xt_i = xt + i * H * C;
-      T* gxt_i = gxt + i * H * C;
+      const T* xt_i = xt + i * ld;
+      T* gxt_i = gxt + i * ld;
       for (int64_t k = 0; k < H * C; ++k) gxt_i[k] = T(0);
       for (int64_t p = begin; p < end; ++p) {
         const int64_t j = col[p];
         if (p + kPrefetch < num_edges) {
-          prefetch_row(xs, col[p + kPrefetch], H * C);
+          prefetch_span(xs + col[p + kPrefetch] * ld, H * C);
           if (vs) prefetch_row(vs, col[p + kPrefetch], H * C);
         }
-        const T* xs_j = xs + j * H * C;
-        const T* v = (vs ? vs : xs) + j * H * C;
+        const T* xs_j = xs + j * ld;
+        const T* v = vs ? vs + j * H * C : xs + j * ld;
         const T* xe_e = xe ? xe + perm[p] * H * C : nullptr;
         gatv2_logits(xs_j, xt_i, xe_e, att, H, C, slope, seg_alpha.data() + (p - begin) * H);
         for (int64_t h = 0; h < H; ++h) {
@@ -458,7 +467,7 @@ void gatv2_backward_dst_kernel(int64_t Nt, int64_t H, int64_t C, const int64_t* 
       }
       for (int64_t p = begin; p < end; ++p) {
         const int64_t j = col[p];
-        const T* xs_j = xs + j * H * C;
+        const T* xs_j = xs + j * ld;
         const T* xe_e = xe ? xe + perm[p] * H * C : nullptr;
         T* gxe_e = gxe ? gxe + perm[p] * H * C : nullptr;
         for (int64_t h = 0; h < H; ++h) {
@@ -491,8 +500,9 @@ void gatv2_backward_dst_kernel(int64_t Nt, int64_t H, int64_t C, const int64_t* 
 template <typename T, int kC>
 void gatv2_backward_src_kernel(int64_t Ns, int64_t H, int64_t C, const int64_t* colptr,
                                const int64_t* row, const int64_t* cperm, const int64_t* cpos,
-                               const T* xs, const T* xt, const T* xe, const T* att, T slope,
-                               Dropout<T> drop, const T* lse, const T* gout, const T* dlogit,
+                               const T* xs, const T* xt, int64_t ld, const T* xe, const T* att,
+                               T slope, Dropout<T> drop, const T* lse, const T* gout,
+                               const T* dlogit,
                                T* gxs, T* gvs) {
   if (kC > 0) C = kC;  // a common head width, known when compiled: fixed-length loops
   const int64_t num_edges = colptr[Ns];
@@ -503,20 +513,20 @@ void gatv2_backward_src_kernel(int64_t Ns, int64_t H, int64_t C, const int64_t* 
     for (int64_t j = 0; j < Ns; ++j) {
       const int64_t begin = colptr[j], end = colptr[j + 1];
       seg.resize((end - begin) * H);
-      const T* xs_j = xs + j * H * C;
-      T* gx = gxs + j * H * C;
+      const T* xs_j = xs + j * ld;
+      T* gx = gxs + j * ld;
       T* gv = gvs ? gvs + j * H * C : gx;  // separate values: their gradient apart
       for (int64_t k = 0; k < H * C; ++k) gx[k] = gv[k] = T(0);
       for (int64_t q = begin; q < end; ++q) {
         const int64_t i = row[q];
         if (q + kPrefetch < num_edges) {
           prefetch_row(gout, row[q + kPrefetch], H * C);
-          prefetch_row(xt, row[q + kPrefetch], H * C);
+          prefetch_span(xt + row[q + kPrefetch] * ld, H * C);
           prefetch_row(lse, row[q + kPrefetch], H);
           prefetch_row(dlogit, cpos[q + kPrefetch], H);
           if (drop.mask) prefetch_row(drop.mask, cpos[q + kPrefetch], H);
         }
-        const T* xt_i = xt + i * H * C;
+        const T* xt_i = xt + i * ld;
         const T* xe_e = xe ? xe + cperm[q] * H * C : nullptr;
         T* seg_q = seg.data() + (q - begin) * H;
         gatv2_logits(xs_j, xt_i, xe_e, att, H, C, slope, seg_q);
@@ -527,7 +537,7 @@ void gatv2_backward_src_kernel(int64_t Ns, int64_t H, int64_t C, const int64_t* 
       for (int64_t q = begin; q < end; ++q) {
         const int64_t i = row[q], p = cpos[q];
         const T* g = gout + i * H * C;
-        const T* xt_i = xt + i * H * C;
+        const T* xt_i = xt + i * ld;
         const T* xe_e = xe ? xe + cperm[q] * H * C : nullptr;
         for (int64_t h = 0; h < H; ++h) {
           const int64_t o = h * C;
@@ -630,12 +640,29 @@ std::vector<Tensor> gat_backward(Tensor rowptr, Tensor col, Tensor perm, Tensor 
   return {gss, gsd, dpre, gwh};
 }
 
+// The row stride of xs [N_s, H, C] and xt [N_t, H, C], each of whose rows must be contiguous:
+// H C for contiguous tensors, 2 H C when they are the halves pair[:, 0] and pair[:, 1] of one
+// [N, 2, H, C] projection (`pair`). Strides of dimensions of size 1 are not read.
+int64_t row_stride(const Tensor& xs, const Tensor& xt, bool pair) {
+  const int64_t H = xs.size(1), C = xs.size(2), ld = (pair ? 2 : 1) * H * C;
+  TORCH_CHECK(!pair || xs.size(0) == xt.size(0), "gatv2: a pair has one row count");
+  for (const Tensor* x : {&xs, &xt}) {
+    TORCH_CHECK(x->dim() == 3 && (x->size(2) <= 1 || x->stride(2) == 1) &&
+                    (x->size(1) <= 1 || x->stride(1) == C) &&
+                    (x->size(0) <= 1 || x->stride(0) == ld),
+                pair ? "gatv2: xs and xt must be the halves of one [N, 2, H, C] tensor"
+                     : "gatv2: xs and xt must be contiguous");
+  }
+  return ld;
+}
+
 // Returns {out [N_t, H, C], lse [N_t, H], alpha [E, H] in CSR order (empty unless asked)}.
 std::vector<Tensor> gatv2_forward(Tensor rowptr, Tensor col, Tensor perm, Tensor xs, Tensor xt,
                                   std::optional<Tensor> xe, Tensor att, double slope,
                                   std::optional<Tensor> mask, double keep_prob,
-                                  std::optional<Tensor> vs, bool need_alpha) {
+                                  std::optional<Tensor> vs, bool need_alpha, bool pair) {
   const int64_t Nt = xt.size(0), H = xs.size(1), C = xs.size(2), E = col.size(0);
+  const int64_t ld = row_stride(xs, xt, pair);
   auto out = at::empty({Nt, H, C}, xs.options());
   auto lse = at::empty({Nt, H}, xs.options());
   auto alpha = need_alpha ? at::empty({E, H}, xs.options()) : Tensor();
@@ -643,7 +670,7 @@ std::vector<Tensor> gatv2_forward(Tensor rowptr, Tensor col, Tensor perm, Tensor
     with_channels(C, [&](auto kc) {
       gatv2_forward_kernel<scalar_t, decltype(kc)::value>(
           Nt, H, C, rowptr.data_ptr<int64_t>(), col.data_ptr<int64_t>(), perm.data_ptr<int64_t>(),
-          xs.data_ptr<scalar_t>(), xt.data_ptr<scalar_t>(), opt_ptr<scalar_t>(xe),
+          xs.data_ptr<scalar_t>(), xt.data_ptr<scalar_t>(), ld, opt_ptr<scalar_t>(xe),
           att.data_ptr<scalar_t>(), opt_ptr<scalar_t>(vs), static_cast<scalar_t>(slope),
           dropout_of<scalar_t>(mask, keep_prob), out.data_ptr<scalar_t>(),
           lse.data_ptr<scalar_t>(), need_alpha ? alpha.data_ptr<scalar_t>() : nullptr);
@@ -652,19 +679,23 @@ std::vector<Tensor> gatv2_forward(Tensor rowptr, Tensor col, Tensor perm, Tensor
   return {out, lse, alpha};
 }
 
-// Returns {gxs, gxt, gxe [E, H, C] user order (empty unless asked), gatt, gvs}.
+// Returns {gxs, gxt, gxe [E, H, C] user order (empty unless asked), gatt, gvs, gpair}. With
+// `pair`, xs and xt are the halves pair[:, 0] and pair[:, 1] of one [N, 2, H, C] projection,
+// and gxs, gxt are the halves of gpair [N, 2, H, C] (else gpair is empty).
 std::vector<Tensor> gatv2_backward(Tensor rowptr, Tensor col, Tensor perm, Tensor colptr,
                                    Tensor row, Tensor cperm, Tensor cpos, Tensor xs, Tensor xt,
                                    std::optional<Tensor> xe, Tensor att, double slope,
                                    std::optional<Tensor> mask, double keep_prob, Tensor lse,
                                    Tensor gout, std::optional<Tensor> galpha, bool need_gxe,
-                                   std::optional<Tensor> vs) {
+                                   std::optional<Tensor> vs, bool pair) {
   const int64_t Nt = xt.size(0), Ns = xs.size(0), H = xs.size(1), C = xs.size(2);
   const int64_t E = col.size(0);
   const int64_t blocks = (Nt + kRowsPerTask - 1) / kRowsPerTask;
+  const int64_t ld = row_stride(xs, xt, pair);  // the gradients are laid out as the inputs
   auto dlogit = at::empty({E, H}, xs.options());
-  auto gxt = at::empty_like(xt);
-  auto gxs = at::empty_like(xs);
+  auto gpair = pair ? at::empty({Ns, 2, H, C}, xs.options()) : Tensor();
+  auto gxt = pair ? gpair.select(1, 1) : at::empty_like(xt);
+  auto gxs = pair ? gpair.select(1, 0) : at::empty_like(xs);
   auto gxe = need_gxe ? at::empty({E, H, C}, xs.options()) : Tensor();
   auto gvs = vs.has_value() ? at::empty_like(xs) : Tensor();
   auto gatt_blocks = at::zeros({blocks, H, C}, xs.options());
@@ -675,7 +706,7 @@ std::vector<Tensor> gatv2_backward(Tensor rowptr, Tensor col, Tensor perm, Tenso
     with_channels(C, [&](auto kc) {
       gatv2_backward_dst_kernel<scalar_t, decltype(kc)::value>(
           Nt, H, C, rowptr.data_ptr<int64_t>(), col.data_ptr<int64_t>(), perm.data_ptr<int64_t>(),
-          xs.data_ptr<scalar_t>(), xt.data_ptr<scalar_t>(), xe_p, att.data_ptr<scalar_t>(),
+          xs.data_ptr<scalar_t>(), xt.data_ptr<scalar_t>(), ld, xe_p, att.data_ptr<scalar_t>(),
           opt_ptr<scalar_t>(vs), static_cast<scalar_t>(slope), drop, lse.data_ptr<scalar_t>(),
           gout.data_ptr<scalar_t>(), opt_ptr<scalar_t>(galpha), dlogit.data_ptr<scalar_t>(),
           gxt.data_ptr<scalar_t>(), need_gxe ? gxe.data_ptr<scalar_t>() : nullptr,
@@ -686,13 +717,13 @@ std::vector<Tensor> gatv2_backward(Tensor rowptr, Tensor col, Tensor perm, Tenso
     with_channels(C, [&](auto kc) {
       gatv2_backward_src_kernel<scalar_t, decltype(kc)::value>(
           Ns, H, C, colptr.data_ptr<int64_t>(), row.data_ptr<int64_t>(), cperm.data_ptr<int64_t>(),
-          cpos.data_ptr<int64_t>(), xs.data_ptr<scalar_t>(), xt.data_ptr<scalar_t>(), xe_p,
+          cpos.data_ptr<int64_t>(), xs.data_ptr<scalar_t>(), xt.data_ptr<scalar_t>(), ld, xe_p,
           att.data_ptr<scalar_t>(), static_cast<scalar_t>(slope), drop, lse.data_ptr<scalar_t>(),
           gout.data_ptr<scalar_t>(), dlogit.data_ptr<scalar_t>(), gxs.data_ptr<scalar_t>(),
           vs.has_value() ? gvs.data_ptr<scalar_t>() : nullptr);
     });
   });
-  return {gxs, gxt, gxe, gatt, gvs};
+  return {gxs, gxt, gxe, gatt, gvs, gpair};
 }
 
 }  // namespace
