@@ -24,7 +24,10 @@ graphs with average in-degree 10 (10k to 1M nodes). Figures:
   process, on the same graph and weights, so load from other processes hits both alike;
   with ``--allocator keep`` the process keeps freed memory for reuse
   (:func:`gatkit.train.keep_freed_memory`), so that tensors above glibc's 32 MiB mmap
-  threshold are not page-faulted again at every step, in both libraries;
+  threshold are not page-faulted again at every step, in both libraries; with
+  ``--allocator thp`` every worker process (time and memory) runs with
+  ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``: glibc asks for transparent huge pages for its
+  large blocks (``madvise``) and still returns them when freed;
 - peak memory: each (library, layer, mode) in a fresh subprocess; the increase of
   ``ru_maxrss`` over its value after setup (graph, model, optimiser, one tiny forward);
 - the floor (arxiv): the peak of gatkit's model with each attention layer replaced by its
@@ -198,6 +201,7 @@ def worker_time(graph: str, op: str, impls: list[str], repeats: int) -> dict:
     opts = {k: torch.optim.Adam(m.parameters(), lr=5e-3) for k, m in models.items()}
     result: dict = {"graph": graph, "op": op, "edges": int(edge_index.size(1))}
     result["allocator"] = allocator
+    result["glibc_tunables"] = os.environ.get("GLIBC_TUNABLES", "")
     outs = {k: infer(m, x, edge_index) for k, m in models.items()}  # warm-up, CSR cached
     if len(outs) == 2:
         diff = (outs["gatkit"] - outs["pyg"]).abs().max() / outs["pyg"].abs().max()
@@ -242,6 +246,7 @@ def worker_memory(graph: str, op: str, impl: str, mode: str) -> dict:
         "peak_bytes": peak,
         "increase_bytes": peak - baseline,
         "seconds_single_run": seconds,
+        "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
     }
 
 
@@ -458,10 +463,11 @@ def main() -> int:
     )
     parser.add_argument(
         "--allocator",
-        choices=("glibc", "keep"),
+        choices=("glibc", "keep", "thp"),
         default="glibc",
-        help="timing runs: glibc's default policy, or keep freed memory for reuse "
-        "(gatkit.train.keep_freed_memory) in both libraries; memory runs always use glibc's",
+        help="glibc's default policy; keep: timing runs keep freed memory for reuse "
+        "(gatkit.train.keep_freed_memory) in both libraries, memory runs use glibc's; "
+        "thp: every worker runs with GLIBC_TUNABLES=glibc.malloc.hugetlb=1",
     )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -470,6 +476,11 @@ def main() -> int:
 
     if not args.worker:
         os.environ["GATKIT_BENCH_ALLOCATOR"] = args.allocator  # read by the timing workers
+        if args.allocator == "thp":  # read by glibc when each worker process starts
+            tunables = os.environ.get("GLIBC_TUNABLES", "")
+            os.environ["GLIBC_TUNABLES"] = ":".join(
+                t for t in (tunables, "glibc.malloc.hugetlb=1") if t
+            )
     if args.worker:
         job = json.loads(args.worker)
         if job["kind"] == "time":

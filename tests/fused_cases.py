@@ -5,12 +5,19 @@ from __future__ import annotations
 import copy
 import dataclasses
 
+import pytest
 import torch
 
 from gatkit import ops
+from gatkit.ops.fused_cpu import cpp_kernels
 from graph_cases import GraphCase, assert_relative, max_relative_error, random_graph_case
 
 TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-10}
+
+needs_cpp = pytest.mark.skipif(
+    cpp_kernels() is None, reason="the C++ extension could not be built here"
+)
+FUSED_BACKENDS = ["chunked", pytest.param("cpp", marks=needs_cpp)]  # the CPU kernel sets
 
 
 def make_case(bipartite: bool, edge_dim: int | None, dtype: torch.dtype, seed: int = 3):

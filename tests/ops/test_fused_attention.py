@@ -12,27 +12,18 @@ import pytest
 import torch
 
 from fused_cases import (
+    FUSED_BACKENDS,
     TOLERANCE,
     check_backend_matches_reference,
     make_case,
+    needs_cpp,
     run_layer,
     small_operator_inputs,
 )
 from gatkit import ops
 from gatkit.nn import GATConv, GATv2Conv
 from gatkit.ops import fused_chunked
-from gatkit.ops.fused_cpu import cpp_kernels
 from graph_cases import assert_relative
-
-FUSED_BACKENDS = [
-    "chunked",
-    pytest.param(
-        "cpp",
-        marks=pytest.mark.skipif(
-            cpp_kernels() is None, reason="the C++ extension could not be built here"
-        ),
-    ),
-]
 
 
 @pytest.mark.parametrize("backend", FUSED_BACKENDS)
@@ -269,7 +260,7 @@ def test_attention_dropout_mask_is_the_one_f_dropout_draws():
     assert ops.attention_dropout(1000, 8, 0.0, True, torch.device("cpu")) is None
 
 
-@pytest.mark.skipif(cpp_kernels() is None, reason="the C++ extension could not be built here")
+@needs_cpp
 def test_cpp_gatv2_gradients_are_the_same_in_every_run():
     g = torch.Generator().manual_seed(0)
     num_nodes = 3000

@@ -10,19 +10,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fused_cases import small_operator_inputs
+from fused_cases import FUSED_BACKENDS, needs_cpp, small_operator_inputs
 from gatkit import ops
 from gatkit.ops.fused_cpu import cpp_kernels
-
-BACKENDS = [
-    "chunked",
-    pytest.param(
-        "cpp",
-        marks=pytest.mark.skipif(
-            cpp_kernels() is None, reason="the C++ extension could not be built here"
-        ),
-    ),
-]
 
 
 def square_inputs(seed: int = 0):
@@ -44,7 +34,7 @@ def kernels_of(backend: str):
         return ops.kernels_for(torch.device("cpu"), torch.float64)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", FUSED_BACKENDS)
 @pytest.mark.parametrize("dropout", [0.0, 0.4])
 @pytest.mark.parametrize("edge_features", [False, True])
 @pytest.mark.parametrize("separate_values", [False, True])
@@ -83,7 +73,7 @@ def test_pair_gives_the_results_of_separate_projections_bit_for_bit(
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", FUSED_BACKENDS)
 def test_pair_operator_passes_gradcheck(backend):
     edge_index, N, H, C, D, rand = square_inputs(1)
     E = edge_index.size(1)
@@ -130,7 +120,7 @@ def test_pair_and_separate_inputs_together_are_refused():
         ops.gatv2_attention(kernels, csr, None, None, att, None, None, 0.2, pair=rand(N, 3, H, C))
 
 
-@pytest.mark.skipif(cpp_kernels() is None, reason="the C++ extension could not be built here")
+@needs_cpp
 def test_cpp_kernels_refuse_rows_with_the_wrong_stride():
     edge_index, num_src, num_dst, _, H, C, _, _ = small_operator_inputs()
     csr = ops.build_csr(edge_index, num_src, num_dst)
