@@ -93,22 +93,19 @@ inline void exp_shifted(T* values, int64_t count, const T* shift, int64_t H) {
   }
 }
 
-// Ask for row `row` of a [rows, width] array ahead of use: the gathers of source rows in
-// random order are bound by memory latency, not bandwidth.
-template <typename T>
-inline void prefetch_row(const T* base, int64_t row, int64_t width) {
-  const T* r = base + row * width;
-  for (int64_t k = 0; k < width; k += kLine / static_cast<int64_t>(sizeof(T))) {
-    __builtin_prefetch(r + k);
-  }
-}
-
-// Prefetch the `width` elements from r (a row of a strided tensor).
+// Ask for rows ahead of use: the gathers of source rows in random order are bound by memory
+// latency, not bandwidth. prefetch_span: the `width` elements from r (a row of a strided
+// tensor); prefetch_row: row `row` of a contiguous [rows, width] array.
 template <typename T>
 inline void prefetch_span(const T* r, int64_t width) {
   for (int64_t k = 0; k < width; k += kLine / static_cast<int64_t>(sizeof(T))) {
     __builtin_prefetch(r + k);
   }
+}
+
+template <typename T>
+inline void prefetch_row(const T* base, int64_t row, int64_t width) {
+  prefetch_span(base + row * width, width);
 }
 
 template <typename T>

@@ -53,32 +53,9 @@ void masked_scale(const at::Tensor& src, const at::Tensor& keep, double scale, a
 
 namespace {
 
-inline void philox_round(uint32_t ctr[4], const uint32_t key[2]) {
-  constexpr uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;
-  const uint64_t p0 = static_cast<uint64_t>(kM0) * ctr[0];
-  const uint64_t p1 = static_cast<uint64_t>(kM1) * ctr[2];
-  const uint32_t hi0 = static_cast<uint32_t>(p0 >> 32), lo0 = static_cast<uint32_t>(p0);
-  const uint32_t hi1 = static_cast<uint32_t>(p1 >> 32), lo1 = static_cast<uint32_t>(p1);
-  ctr[0] = hi1 ^ ctr[1] ^ key[0];
-  ctr[1] = lo1;
-  ctr[2] = hi0 ^ ctr[3] ^ key[1];
-  ctr[3] = lo0;
-}
-
-inline void philox4x32_10(uint32_t ctr[4], uint32_t key[2]) {
-  constexpr uint32_t kW0 = 0x9E3779B9u, kW1 = 0xBB67AE85u;
-  for (int round = 0; round < 9; ++round) {
-    philox_round(ctr, key);
-    key[0] += kW0;
-    key[1] += kW1;
-  }
-  philox_round(ctr, key);
-}
-
-
-// kLanes counter blocks at once, structure of arrays: the same Philox4x32-10 rounds as
-// philox4x32_10, written so that the compiler vectorizes them across the lanes (the key is
-// the same for every block). out[4 (b + l) + i] = (word i of block b + l) < threshold.
+// Philox4x32-10 for kLanes consecutive counter blocks at once, structure of arrays, written
+// so that the compiler vectorizes the rounds across the lanes (the key is the same for every
+// block). out[4 l + i] = (word i of block first_block + l) < threshold.
 constexpr int64_t kLanes = 16;
 
 inline void philox_lanes(int64_t first_block, uint64_t seed, uint32_t threshold,
@@ -149,12 +126,10 @@ void bernoulli_mask(at::Tensor& keep, double keep_prob, int64_t seed) {
       philox_lanes(g * kLanes, useed, below, out + 4 * kLanes * g);
     }
   });
-  for (int64_t b = groups * kLanes; b < blocks; ++b) {  // the last blocks, one by one
-    uint32_t ctr[4] = {static_cast<uint32_t>(b), static_cast<uint32_t>(b >> 32), 0u, 0u};
-    uint32_t key[2] = {static_cast<uint32_t>(useed), static_cast<uint32_t>(useed >> 32)};
-    philox4x32_10(ctr, key);
-    const int64_t base = 4 * b;
-    const int64_t count = n - base < 4 ? n - base : 4;
-    for (int64_t i = 0; i < count; ++i) out[base + i] = ctr[i] < below ? 1 : 0;
+  const int64_t done = 4 * kLanes * groups;
+  if (done < n) {  // the last, partial group: drawn whole, its first n - done entries kept
+    uint8_t last[4 * kLanes];
+    philox_lanes(groups * kLanes, useed, below, last);
+    std::copy(last, last + (n - done), out + done);
   }
 }
