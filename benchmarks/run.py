@@ -27,7 +27,12 @@ graphs with average in-degree 10 (10k to 1M nodes). Figures:
   threshold are not page-faulted again at every step, in both libraries; with
   ``--allocator thp`` every worker process (time and memory) runs with
   ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``: glibc asks for transparent huge pages for its
-  large blocks (``madvise``) and still returns them when freed;
+  large blocks (``madvise``) and still returns them when freed; with ``--allocator
+  huge-pages`` every worker (time and memory) puts gatkit's huge-page allocator in place
+  (:func:`gatkit.train.use_huge_pages`: 2 MiB-aligned mappings advised for huge pages for
+  tensors of 32 MiB or more, unmapped when freed) for both libraries, and with
+  ``--allocator as-shipped`` for gatkit's calls alone, as ``gatkit train`` runs (PyG keeps
+  glibc's default);
 - peak memory: each (library, layer, mode) in a fresh subprocess; the increase of
   ``ru_maxrss`` over its value after setup (graph, model, optimiser, one tiny forward);
 - the floor (arxiv): the peak of gatkit's model with each attention layer replaced by its
@@ -189,13 +194,45 @@ def train_step(model: Net, opt: torch.optim.Optimizer, x, edge_index, y) -> floa
 
 
 # --------------------------------------------------------------------------- workers ---
-def worker_time(graph: str, op: str, impls: list[str], repeats: int) -> dict:
+def set_allocator(impl: str | None = None) -> str:
+    """Put this worker's allocator policy (``GATKIT_BENCH_ALLOCATOR``) in place; its name.
+
+    ``impl`` is the one library a memory worker runs (``None``: a timing worker, both).
+    ``as-shipped`` is put in place here only for a gatkit-only worker; a timing worker
+    scopes it to gatkit's calls with :func:`allocator_for`.
+    """
     allocator = os.environ.get("GATKIT_BENCH_ALLOCATOR", "glibc")
     if allocator == "keep":  # both libraries: freed memory reused, no page faults per step
         from gatkit.train import keep_freed_memory
 
         if not keep_freed_memory():
             allocator = "glibc (keep_freed_memory had no effect here)"
+    wants_huge = allocator == "huge-pages" or (
+        allocator == "as-shipped" and impl is not None and impl != "pyg"
+    )
+    if wants_huge:
+        from gatkit.train import use_huge_pages
+
+        if not use_huge_pages():
+            allocator = f"glibc ({allocator}: use_huge_pages had no effect here)"
+    return allocator
+
+
+def allocator_for(impl: str, allocator: str):
+    """The context a timing worker runs ``impl``'s calls in: gatkit's huge-page allocator
+    around gatkit's calls alone under ``as-shipped`` (as ``gatkit train`` runs; PyG keeps
+    glibc's default), nothing otherwise."""
+    from contextlib import nullcontext
+
+    if allocator == "as-shipped" and impl != "pyg":
+        from gatkit.train import huge_pages
+
+        return huge_pages()
+    return nullcontext()
+
+
+def worker_time(graph: str, op: str, impls: list[str], repeats: int) -> dict:
+    allocator = set_allocator()
     x, edge_index, y, classes = make_graph(graph)
     models = make_models(op, x.size(1), classes, impls)
     opts = {k: torch.optim.Adam(m.parameters(), lr=5e-3) for k, m in models.items()}
@@ -207,22 +244,25 @@ def worker_time(graph: str, op: str, impls: list[str], repeats: int) -> dict:
         diff = (outs["gatkit"] - outs["pyg"]).abs().max() / outs["pyg"].abs().max()
         result["max_relative_difference"] = float(diff)
     for k, m in models.items():
-        train_step(m, opts[k], x, edge_index, y)  # warm-up (Adam state)
+        with allocator_for(k, allocator):
+            train_step(m, opts[k], x, edge_index, y)  # warm-up (Adam state)
     times: dict[str, list[float]] = {f"{k}_{w}": [] for k in models for w in ("infer", "train")}
     for _ in range(repeats):
         for k, m in models.items():
-            t = time.perf_counter()
-            infer(m, x, edge_index)
-            times[f"{k}_infer"].append(time.perf_counter() - t)
-            t = time.perf_counter()
-            train_step(m, opts[k], x, edge_index, y)
-            times[f"{k}_train"].append(time.perf_counter() - t)
+            with allocator_for(k, allocator):
+                t = time.perf_counter()
+                infer(m, x, edge_index)
+                times[f"{k}_infer"].append(time.perf_counter() - t)
+                t = time.perf_counter()
+                train_step(m, opts[k], x, edge_index, y)
+                times[f"{k}_train"].append(time.perf_counter() - t)
     result["seconds"] = {k: statistics.median(v) for k, v in times.items()}
     result["all_seconds"] = times
     return result
 
 
 def worker_memory(graph: str, op: str, impl: str, mode: str) -> dict:
+    allocator = set_allocator(impl) if os.environ.get("GATKIT_BENCH_MEMORY_ALLOCATOR") else "glibc"
     x, edge_index, y, classes = make_graph(graph)
     model = make_models(op, x.size(1), classes, [impl])[impl]
     opt = torch.optim.Adam(model.parameters(), lr=5e-3)
@@ -246,6 +286,7 @@ def worker_memory(graph: str, op: str, impl: str, mode: str) -> dict:
         "peak_bytes": peak,
         "increase_bytes": peak - baseline,
         "seconds_single_run": seconds,
+        "allocator": allocator,
         "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
     }
 
@@ -463,11 +504,14 @@ def main() -> int:
     )
     parser.add_argument(
         "--allocator",
-        choices=("glibc", "keep", "thp"),
+        choices=("glibc", "keep", "thp", "huge-pages", "as-shipped"),
         default="glibc",
         help="glibc's default policy; keep: timing runs keep freed memory for reuse "
         "(gatkit.train.keep_freed_memory) in both libraries, memory runs use glibc's; "
-        "thp: every worker runs with GLIBC_TUNABLES=glibc.malloc.hugetlb=1",
+        "thp: every worker runs with GLIBC_TUNABLES=glibc.malloc.hugetlb=1; huge-pages: "
+        "gatkit's huge-page allocator (gatkit.train.use_huge_pages) in every worker, for "
+        "both libraries; as-shipped: that allocator for gatkit's calls alone, as gatkit train "
+        "runs, PyG with glibc's default",
     )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -476,6 +520,8 @@ def main() -> int:
 
     if not args.worker:
         os.environ["GATKIT_BENCH_ALLOCATOR"] = args.allocator  # read by the timing workers
+        if args.allocator in ("huge-pages", "as-shipped"):  # memory workers use it too
+            os.environ["GATKIT_BENCH_MEMORY_ALLOCATOR"] = "1"
         if args.allocator == "thp":  # read by glibc when each worker process starts
             tunables = os.environ.get("GLIBC_TUNABLES", "")
             os.environ["GLIBC_TUNABLES"] = ":".join(

@@ -136,6 +136,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "their tensors at every step; the process keeps its peak size",
     )
     parser.add_argument(
+        "--huge-pages",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="back CPU tensors of 32 MiB or more with transparent huge pages (gatkit's "
+        "allocator, gatkit.train.use_huge_pages; holds no memory; default on where Linux "
+        "allows it; off with --keep-freed-memory)",
+    )
+    parser.add_argument(
         "--jobs", type=int, default=1, help="seeds trained in parallel worker processes"
     )
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
@@ -278,6 +286,12 @@ def run(args: argparse.Namespace) -> int:
 
         if not keep_freed_memory():
             print("gatkit: --keep-freed-memory has no effect here (not glibc)", file=sys.stderr)
+    if args.huge_pages and args.device == "cpu":
+        from gatkit.ops.fused_cpu import announce_once
+        from gatkit.train import use_huge_pages
+
+        if use_huge_pages():
+            announce_once("CPU tensors of 32 MiB or more get transparent huge pages")
     if args.masks is not None:
         from gatkit.ops import set_mask_generator
 

@@ -1,8 +1,9 @@
 """The C++/OpenMP fused attention kernels for CPU, compiled on first use and cached.
 
 ``csrc/fused_attention.cpp`` (with ``csrc/masked_scale.cpp``, the byte-mask dropout of
-:mod:`gatkit.nn.recomputed_dropout`) is built with :func:`torch.utils.cpp_extension.load` (JIT; the
-build lands in torch's extension cache, ``~/.cache/torch_extensions`` unless
+:mod:`gatkit.nn.recomputed_dropout`, and ``csrc/huge_pages.cpp``, the huge-page CPU allocator
+of :func:`gatkit.train.use_huge_pages`) is built with :func:`torch.utils.cpp_extension.load`
+(JIT; the build lands in torch's extension cache, ``~/.cache/torch_extensions`` unless
 ``TORCH_EXTENSIONS_DIR`` says otherwise, so later processes only load it), for the CPU it
 runs on (``-march=native``; see :func:`_cpu_tag`). When the build
 fails (no compiler, no ninja, read-only cache) or ``GATKIT_NO_CPP=1`` is set, :func:`cpp_kernels`
@@ -18,10 +19,11 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["announce_once", "cpp_kernels"]
+__all__ = ["announce_once", "cpp_kernels", "cpp_kernels_if_built"]
 
 _SOURCES = [
-    Path(__file__).with_name("csrc") / name for name in ("fused_attention.cpp", "masked_scale.cpp")
+    Path(__file__).with_name("csrc") / name
+    for name in ("fused_attention.cpp", "masked_scale.cpp", "huge_pages.cpp")
 ]
 _state: dict[str, object] = {}
 
@@ -114,3 +116,8 @@ def cpp_kernels() -> ModuleType | None:
         else:
             announce_once(f"fused attention on CPU runs the chunked PyTorch kernels: {reason}")
     return _state["module"]  # type: ignore[return-value]
+
+
+def cpp_kernels_if_built() -> ModuleType | None:
+    """The kernel module if :func:`cpp_kernels` has already loaded it, else ``None`` (no build)."""
+    return _state.get("module")  # type: ignore[return-value]

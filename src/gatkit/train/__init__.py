@@ -1,6 +1,14 @@
 """Training: early stopping, checkpoints, seeding, the full-batch node trainer, experiments."""
 
-from gatkit.train.allocator import freed_memory_is_kept, keep_freed_memory
+from gatkit.train.allocator import (
+    freed_memory_is_kept,
+    huge_page_stats,
+    huge_pages,
+    huge_pages_in_use,
+    keep_freed_memory,
+    stop_huge_pages,
+    use_huge_pages,
+)
 from gatkit.train.attention_stats import attention_entropy, layer_entropies
 from gatkit.train.checkpoint import load_checkpoint, save_checkpoint
 from gatkit.train.early_stopping import GATEarlyStopping, MinValidationLossSelection, StopDecision
@@ -30,6 +38,9 @@ __all__ = [
     "capture_rng_state",
     "cross_validate",
     "freed_memory_is_kept",
+    "huge_page_stats",
+    "huge_pages",
+    "huge_pages_in_use",
     "keep_freed_memory",
     "layer_entropies",
     "layerwise_inference",
@@ -40,5 +51,7 @@ __all__ = [
     "save_checkpoint",
     "seed_everything",
     "set_deterministic",
+    "stop_huge_pages",
     "train_lookup",
+    "use_huge_pages",
 ]

@@ -26,7 +26,13 @@ import gatkit
 from gatkit.data.graph import Graph
 from gatkit.models import GAT, GATConfig
 from gatkit.ops.masks import get_mask_generator, set_mask_generator
-from gatkit.train.allocator import freed_memory_is_kept, keep_freed_memory
+from gatkit.train.allocator import (
+    freed_memory_is_kept,
+    huge_page_stats,
+    huge_pages_in_use,
+    keep_freed_memory,
+    use_huge_pages,
+)
 from gatkit.train.node_trainer import NodeTrainer, NodeTrainResult
 from gatkit.train.seeding import seed_everything, set_deterministic
 
@@ -61,12 +67,14 @@ def train_one_seed(
 
 
 def _worker_setup(
-    threads: int, deterministic: bool, mask_generator: str, keep_memory: bool
+    threads: int, deterministic: bool, mask_generator: str, keep_memory: bool, huge_bytes: int
 ) -> None:
     torch.set_num_threads(threads)
     set_mask_generator(mask_generator)
     if keep_memory:
         keep_freed_memory()
+    if huge_bytes:
+        use_huge_pages(huge_bytes)
     if deterministic:
         set_deterministic(True)
 
@@ -89,8 +97,8 @@ def run_node_experiment(
 
     With ``jobs > 1`` the seeds run in that many worker processes (``spawn``), each with the
     parent's torch thread count, deterministic setting, mask generator and allocator policy
-    (:func:`gatkit.train.keep_freed_memory`); every seed's result
-    is the same as in a sequential run, because each run depends on its seed only.
+    (:func:`gatkit.train.keep_freed_memory`, :func:`gatkit.train.use_huge_pages`); every
+    seed's result is the same as in a sequential run, because each run depends on its seed only.
 
     Keys of the summary: ``dataset``, ``model``, ``seeds``, ``test_accuracies``,
     ``test_accuracy_mean``, ``test_accuracy_std`` (fractions in [0, 1]),
@@ -119,6 +127,7 @@ def run_node_experiment(
             torch.are_deterministic_algorithms_enabled(),
             get_mask_generator(),
             freed_memory_is_kept(),
+            int(huge_page_stats()["min_bytes"]) if huge_pages_in_use() else 0,
         )
         with ProcessPoolExecutor(
             max_workers=min(jobs, len(seeds)),
@@ -156,6 +165,7 @@ def run_node_experiment(
         "deterministic": torch.are_deterministic_algorithms_enabled(),
         "mask_generator": get_mask_generator(),
         "keep_freed_memory": freed_memory_is_kept(),
+        "huge_pages": huge_pages_in_use(),
         "device": str(device),
         "gatkit_version": gatkit.__version__,
         "torch_version": torch.__version__,

@@ -727,10 +727,18 @@ std::vector<Tensor> gatv2_backward(Tensor rowptr, Tensor col, Tensor perm, Tenso
 
 void masked_scale(const at::Tensor& src, const at::Tensor& keep, double scale, at::Tensor& out);
 void bernoulli_mask(at::Tensor& keep, double keep_prob, int64_t seed);
+bool huge_pages_install(int64_t min_bytes);
+bool huge_pages_remove();
+bool huge_pages_raw_roundtrip(int64_t n);
+std::tuple<bool, int64_t, int64_t, int64_t, int64_t> huge_pages_stats();
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("masked_scale", &masked_scale, "out = src * (keep * scale) (masked_scale.cpp)");
   m.def("bernoulli_mask", &bernoulli_mask, "uint8 keep-mask from Philox4x32-10 (masked_scale.cpp)");
+  m.def("huge_pages_install", &huge_pages_install, "put the huge-page CPU allocator in place (huge_pages.cpp)");
+  m.def("huge_pages_remove", &huge_pages_remove, "put the previous CPU allocator back (huge_pages.cpp)");
+  m.def("huge_pages_raw_roundtrip", &huge_pages_raw_roundtrip, "raw allocate/free (tests)");
+  m.def("huge_pages_stats", &huge_pages_stats, "(in place, min_bytes, live blocks, live bytes, served)");
   m.def("gat_forward", &gat_forward, "fused GAT attention, forward");
   m.def("gat_backward", &gat_backward, "fused GAT attention, backward");
   m.def("gatv2_forward", &gatv2_forward, "fused GATv2 attention, forward");
