@@ -207,15 +207,17 @@ def set_allocator(impl: str | None = None) -> str:
 
         if not keep_freed_memory():
             allocator = "glibc (keep_freed_memory had no effect here)"
-    wants_huge = allocator == "huge-pages" or (
-        allocator == "as-shipped" and impl is not None and impl != "pyg"
-    )
-    if wants_huge:
+    if allocator == "huge-pages" or (impl is not None and gatkit_call_as_shipped(impl, allocator)):
         from gatkit.train import use_huge_pages
 
         if not use_huge_pages():
             allocator = f"glibc ({allocator}: use_huge_pages had no effect here)"
     return allocator
+
+
+def gatkit_call_as_shipped(impl: str, allocator: str) -> bool:
+    """Whether ``impl``'s calls get gatkit's allocator under ``as-shipped`` (not PyG's)."""
+    return allocator == "as-shipped" and impl != "pyg"
 
 
 def allocator_for(impl: str, allocator: str):
@@ -224,7 +226,7 @@ def allocator_for(impl: str, allocator: str):
     glibc's default), nothing otherwise."""
     from contextlib import nullcontext
 
-    if allocator == "as-shipped" and impl != "pyg":
+    if gatkit_call_as_shipped(impl, allocator):
         from gatkit.train import huge_pages
 
         return huge_pages()
@@ -262,7 +264,9 @@ def worker_time(graph: str, op: str, impls: list[str], repeats: int) -> dict:
 
 
 def worker_memory(graph: str, op: str, impl: str, mode: str) -> dict:
-    allocator = set_allocator(impl) if os.environ.get("GATKIT_BENCH_MEMORY_ALLOCATOR") else "glibc"
+    # memory runs take gatkit's allocator policies; keep's held memory would distort the peaks
+    policy = os.environ.get("GATKIT_BENCH_ALLOCATOR", "glibc")
+    allocator = set_allocator(impl) if policy in ("huge-pages", "as-shipped") else "glibc"
     x, edge_index, y, classes = make_graph(graph)
     model = make_models(op, x.size(1), classes, [impl])[impl]
     opt = torch.optim.Adam(model.parameters(), lr=5e-3)
@@ -519,9 +523,7 @@ def main() -> int:
         os.environ["GATKIT_MASKS"] = args.masks  # read by gatkit in every worker process
 
     if not args.worker:
-        os.environ["GATKIT_BENCH_ALLOCATOR"] = args.allocator  # read by the timing workers
-        if args.allocator in ("huge-pages", "as-shipped"):  # memory workers use it too
-            os.environ["GATKIT_BENCH_MEMORY_ALLOCATOR"] = "1"
+        os.environ["GATKIT_BENCH_ALLOCATOR"] = args.allocator  # read by every worker
         if args.allocator == "thp":  # read by glibc when each worker process starts
             tunables = os.environ.get("GLIBC_TUNABLES", "")
             os.environ["GLIBC_TUNABLES"] = ":".join(

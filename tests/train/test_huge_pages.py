@@ -169,6 +169,16 @@ def test_in_place_twice_and_removed_once():
     assert stop_huge_pages() is False
 
 
+def test_worker_processes_get_the_parents_threshold_zero_included():
+    from gatkit.train.experiment import _huge_page_threshold
+
+    assert _huge_page_threshold() is None  # not in place: workers leave glibc's policy
+    with huge_pages(min_bytes=0):
+        assert _huge_page_threshold() == 0  # a threshold, not "off"
+    with huge_pages():
+        assert _huge_page_threshold() == 32 * 2**20
+
+
 @pytest.mark.parametrize("flag, expected", [(None, True), ("--no-huge-pages", False)])
 def test_train_option_is_recorded_in_the_summary(tmp_path, shared_data_dir, flag, expected):
     argv = [sys.executable, "-m", "gatkit.cli.main", "train", "--dataset", "cora", "--json"]

@@ -136,10 +136,7 @@ def stop_huge_pages() -> bool:
 
 def huge_pages_in_use() -> bool:
     """Whether gatkit's huge-page allocator is in place in this process."""
-    from gatkit.ops.fused_cpu import cpp_kernels_if_built
-
-    kernels = cpp_kernels_if_built()
-    return kernels is not None and bool(kernels.huge_pages_stats()[0])
+    return bool(huge_page_stats()["in_use"])
 
 
 def huge_page_stats() -> dict[str, int | bool]:

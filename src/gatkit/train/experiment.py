@@ -67,16 +67,26 @@ def train_one_seed(
 
 
 def _worker_setup(
-    threads: int, deterministic: bool, mask_generator: str, keep_memory: bool, huge_bytes: int
+    threads: int,
+    deterministic: bool,
+    mask_generator: str,
+    keep_memory: bool,
+    huge_bytes: int | None,
 ) -> None:
     torch.set_num_threads(threads)
     set_mask_generator(mask_generator)
     if keep_memory:
         keep_freed_memory()
-    if huge_bytes:
+    if huge_bytes is not None:  # the parent's min_bytes (0 is a valid one)
         use_huge_pages(huge_bytes)
     if deterministic:
         set_deterministic(True)
+
+
+def _huge_page_threshold() -> int | None:
+    """The min_bytes of gatkit's huge-page allocator if it is in place, else ``None``."""
+    stats = huge_page_stats()
+    return int(stats["min_bytes"]) if stats["in_use"] else None
 
 
 def run_node_experiment(
@@ -127,7 +137,7 @@ def run_node_experiment(
             torch.are_deterministic_algorithms_enabled(),
             get_mask_generator(),
             freed_memory_is_kept(),
-            int(huge_page_stats()["min_bytes"]) if huge_pages_in_use() else 0,
+            _huge_page_threshold(),
         )
         with ProcessPoolExecutor(
             max_workers=min(jobs, len(seeds)),

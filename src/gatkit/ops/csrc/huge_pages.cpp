@@ -31,12 +31,44 @@ constexpr size_t kSmallPage = 4096;
 size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
 // Mapped blocks by data pointer: their length, for munmap and for raw_deleter's callers.
-struct BlockTable {
-  std::mutex mutex;
-  std::unordered_map<void*, size_t> length;
-  std::atomic<int64_t> blocks{0};
-  std::atomic<int64_t> bytes{0};
-  std::atomic<int64_t> served{0};  // blocks handed out since the process started
+// Every count is kept under the one mutex, beside the map it counts.
+class BlockTable {
+ public:
+  void add(void* data, size_t length) {
+    std::lock_guard<std::mutex> guard(mutex_);
+    length_.emplace(data, length);
+    bytes_ += length;
+    served_ += 1;
+  }
+
+  // The block's length, removed from the table; 0 when the table does not hold it.
+  size_t take(void* data) {
+    std::lock_guard<std::mutex> guard(mutex_);
+    auto found = length_.find(data);
+    if (found == length_.end()) return 0;
+    const size_t length = found->second;
+    length_.erase(found);
+    bytes_ -= length;
+    return length;
+  }
+
+  bool holds(void* data) {
+    std::lock_guard<std::mutex> guard(mutex_);
+    return length_.count(data) > 0;
+  }
+
+  // (live blocks, live bytes mapped, blocks handed out since the process started)
+  std::tuple<int64_t, int64_t, int64_t> counts() {
+    std::lock_guard<std::mutex> guard(mutex_);
+    return {static_cast<int64_t>(length_.size()), static_cast<int64_t>(bytes_),
+            static_cast<int64_t>(served_)};
+  }
+
+ private:
+  std::mutex mutex_;
+  std::unordered_map<void*, size_t> length_;
+  size_t bytes_ = 0;
+  size_t served_ = 0;
 };
 
 BlockTable& table() {
@@ -65,22 +97,13 @@ void* map_huge_aligned(size_t length) {
 
 void free_huge(void* data) {
   if (data == nullptr) return;
-  size_t length = 0;
-  {
-    BlockTable& blocks = table();
-    std::lock_guard<std::mutex> guard(blocks.mutex);
-    auto found = blocks.length.find(data);
-    if (found == blocks.length.end()) {  // cannot happen; a deleter must not throw
-      TORCH_WARN("gatkit huge-page allocator: a block it does not know was freed; left mapped");
-      return;
-    }
-    length = found->second;
-    blocks.length.erase(found);
+  const size_t length = table().take(data);
+  if (length == 0) {  // cannot happen; a deleter must not throw
+    TORCH_WARN("gatkit huge-page allocator: a block it does not know was freed; left mapped");
+    return;
   }
   c10::profiledCPUMemoryReporter().Delete(data);
   munmap(data, length);
-  table().blocks -= 1;
-  table().bytes -= static_cast<int64_t>(length);
 }
 
 class HugePageAllocator final : public at::Allocator {
@@ -94,14 +117,7 @@ class HugePageAllocator final : public at::Allocator {
     void* data = map_huge_aligned(length);
     TORCH_CHECK_WITH(OutOfMemoryError, data != nullptr, "DefaultCPUAllocator: not enough memory: ",
                      "you tried to allocate ", n, " bytes (gatkit huge-page allocator: mmap failed).");
-    {
-      BlockTable& blocks = table();
-      std::lock_guard<std::mutex> guard(blocks.mutex);
-      blocks.length.emplace(data, length);
-    }
-    table().blocks += 1;
-    table().bytes += static_cast<int64_t>(length);
-    table().served += 1;
+    table().add(data, length);
     c10::profiledCPUMemoryReporter().New(data, n);
     return {data, data, &free_huge, at::Device(at::DeviceType::CPU)};
   }
@@ -141,13 +157,7 @@ Installed& installed() {
 std::atomic<at::Allocator*> first_fallback{nullptr};
 
 void HugePageAllocator::raw_delete(void* data) {
-  bool huge = false;
-  {
-    BlockTable& blocks = table();
-    std::lock_guard<std::mutex> guard(blocks.mutex);
-    huge = blocks.length.count(data) > 0;
-  }
-  if (huge) {
+  if (table().holds(data)) {
     free_huge(data);
     return;
   }
@@ -208,6 +218,6 @@ std::tuple<bool, int64_t, int64_t, int64_t, int64_t> huge_pages_stats() {
   Installed& state = installed();
   std::lock_guard<std::mutex> guard(state.mutex);
   const bool on = state.allocator != nullptr;
-  return {on, on ? static_cast<int64_t>(state.allocator->min_bytes()) : 0, table().blocks.load(),
-          table().bytes.load(), table().served.load()};
+  const auto [blocks, bytes, served] = table().counts();
+  return {on, on ? static_cast<int64_t>(state.allocator->min_bytes()) : 0, blocks, bytes, served};
 }
